@@ -1,0 +1,63 @@
+"""Shutter's Flask application factory."""
+from __future__ import annotations
+
+from flask import Flask, g
+from flask_smorest import Api
+
+from app.config import Settings
+from app.errors import http_error_response, register_error_handlers
+from app.extensions import limiter
+from app.logging import configure_logging, scrub_sentry_event
+from app.metrics import init_metrics
+from app.services import Services
+
+
+class ShutterApi(Api):
+    """flask-smorest, with errors in v1's envelope instead of its own shape."""
+
+    def handle_http_exception(self, error):
+        return http_error_response(error)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging()
+    if settings.sentry_dsn:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False, before_send=scrub_sentry_event)
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        API_TITLE="Shutter",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="docs",
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_ENABLED=settings.rate_limits_enabled,
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_KEY_PREFIX="ratelimit",
+    )
+    app.json.sort_keys = False
+    app.extensions["shutter"] = Services(settings)
+
+    api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
+    limiter.init_app(app)
+    from app.api import health, oauth, relationships, users
+
+    for blueprint in (oauth.blp, users.blp, relationships.blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health.blp)
+    register_error_handlers(app)
+    init_metrics(app)
+
+    @app.teardown_appcontext
+    def close_session(_error):
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    return app

@@ -1,0 +1,135 @@
+"""What every API area shares: the envelope, auth, ids, pagination."""
+from __future__ import annotations
+
+import functools
+import hmac
+from urllib.parse import urlencode
+
+import marshmallow as ma
+from flask import g, request
+from sqlalchemy.orm import Session
+
+from app.auth import request_signature
+from app.errors import (
+    ForbiddenSignature, InvalidParameters, NotFound, OAuthAccessTokenError, OAuthParameterError,
+    OAuthPermissionsError,
+)
+from app.services import services
+from models import Client, User
+
+MAX_ID = (1 << 63) - 1
+
+
+class Schema(ma.Schema):
+    """Request schemas ignore what they don't name (access_token, sig, …)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+
+class PageArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    max_id = ma.fields.String(load_default=None)
+    min_id = ma.fields.String(load_default=None)
+
+
+class CursorArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    cursor = ma.fields.String(load_default=None)
+
+
+def ok(data=None, *, pagination: dict | None = None, code: int = 200):
+    body = {"meta": {"code": code}, "data": data}
+    if pagination is not None:
+        body["pagination"] = pagination
+    return body, code
+
+
+def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
+    """v1's pagination block: the next cursor and the URL that fetches it."""
+    if cursor is None:
+        return {}
+    params = {k: v for k, v in request.args.items() if k not in {url_param or cursor_name, "access_token"}}
+    params[url_param or cursor_name] = str(cursor)
+    return {"next_url": f"{request.base_url}?{urlencode(params)}", cursor_name: str(cursor)}
+
+
+def db() -> Session:
+    """The request's database session, closed when the request ends."""
+    if "db_session" not in g:
+        g.db_session = services.db.session()
+    return g.db_session
+
+
+def parse_id(raw: str | None, what: str = "id") -> int | None:
+    """A 64-bit id sent as a string; None when absent, 400 when malformed."""
+    if raw is None or raw == "":
+        return None
+    # Media ids are "<photo id>_<owner id>" as in v1; the photo id alone is enough.
+    head = raw.split("_", 1)[0]
+    if not head.isdigit() or int(head) > MAX_ID:
+        raise InvalidParameters(f"invalid {what}: {raw!r}")
+    return int(head)
+
+
+def user_or_404(user_id: str) -> User:
+    """`self` or a numeric id → the user."""
+    if user_id == "self":
+        return current_user()
+    user = db().get(User, parse_id(user_id, "user id"))
+    if user is None:
+        raise NotFound("this user does not exist")
+    return user
+
+
+def _request_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.args.get("access_token") or request.form.get("access_token")
+
+
+def _check_signature(client: Client, enforce: bool) -> None:
+    params = {**request.args.to_dict(), **request.form.to_dict()}
+    sig = params.pop("sig", None)
+    if sig is None and not enforce:
+        return
+    endpoint = request.path[3:] if request.path.startswith("/v1/") else request.path
+    expected = request_signature(client.client_secret, endpoint, params)
+    if sig is None or not hmac.compare_digest(expected, sig):
+        raise ForbiddenSignature("Invalid signed-request: missing or wrong sig")
+
+
+def require_token(*scopes: str):
+    """Authenticate with an access token that carries `scopes` (basic is implied)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            raw = _request_token()
+            if not raw:
+                raise OAuthParameterError("Missing access_token")
+            info = services.tokens.resolve(db(), raw)
+            if info is None:
+                raise OAuthAccessTokenError("The access_token provided is invalid.")
+            missing = [scope for scope in scopes if scope not in info.scopes]
+            if missing:
+                raise OAuthPermissionsError(f"This request requires scope={','.join(missing)}, "
+                                            f"but this access token is not authorized with this scope.")
+            if info.enforce_signed_requests or "sig" in request.values:
+                _check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
+            g.token = info
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def current_user() -> User:
+    if "viewer" not in g:
+        user = db().get(User, g.token.user_id)
+        if user is None:  # the account was deleted after the token was cached
+            raise OAuthAccessTokenError("The access_token provided is invalid.")
+        g.viewer = user
+    return g.viewer

@@ -1,0 +1,52 @@
+"""Operators' endpoints: /healthz and the local media folder."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, send_from_directory
+from kombu import Connection
+from sqlalchemy import text
+
+from app.services import services
+
+blp = Blueprint("health", __name__)
+
+
+def _check(check) -> str:
+    try:
+        check()
+        return "ok"
+    except Exception as error:  # a health check reports, it never raises
+        return f"down: {type(error).__name__}"
+
+
+def _database():
+    with services.db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _broker():
+    with Connection(services.settings.broker_url, connect_timeout=3) as connection:
+        connection.ensure_connection(max_retries=1)
+
+
+@blp.get("/healthz")
+def healthz():
+    """200 with each component's state when all are up, 503 otherwise."""
+    components = {
+        "database": _check(_database),
+        "redis": _check(services.redis.ping),
+        "broker": _check(_broker),
+        "storage": _check(services.storage.check),
+    }
+    code = 200 if all(state == "ok" for state in components.values()) else 503
+    body = {"meta": {"code": code}, "data": components}
+    if code != 200:
+        body["meta"].update(error_type="APIServiceUnavailable", error_message="a component is down")
+    return body, code
+
+
+@blp.get("/media/<path:key>")
+def media(key: str):
+    """Serves the local storage folder (the embedded default; S3 has a CDN)."""
+    if services.settings.storage_backend != "local":
+        abort(404)
+    return send_from_directory(services.settings.media_root, key, max_age=31536000)

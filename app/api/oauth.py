@@ -1,0 +1,174 @@
+"""OAuth 2 as v1 had it, at /oauth (outside /v1), and API client registration.
+
+Departure from v1, said in the README: /oauth/authorize has no login page
+(this is an API backend); the user authenticates to it with HTTP Basic and is
+redirected straight back to the client with a code or a token.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
+
+import marshmallow as ma
+from flask import redirect, request
+from flask_smorest import Blueprint
+from sqlalchemy import func, select, update
+
+from app.api.common import Schema, db, ok
+from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256, verify_password
+from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
+from app.extensions import limiter
+from app.serializers import user_summary
+from app.services import services
+from models import AuthorizationCode, Client, User, utcnow
+
+blp = Blueprint("oauth", __name__, description="OAuth 2 tokens and API clients")
+
+CODE_LIFETIME = timedelta(minutes=10)
+
+
+def _login_limit() -> str:
+    return services.settings.login_rate_limit
+
+
+class TokenArgs(Schema):
+    grant_type = ma.fields.String(required=True, validate=ma.validate.OneOf(["password", "authorization_code"]))
+    client_id = ma.fields.String(required=True)
+    client_secret = ma.fields.String(required=True)
+    username = ma.fields.String()
+    password = ma.fields.String()
+    code = ma.fields.String()
+    redirect_uri = ma.fields.String()
+    scope = ma.fields.String(load_default="basic")
+
+
+class AuthorizeArgs(Schema):
+    client_id = ma.fields.String(required=True)
+    redirect_uri = ma.fields.String(required=True)
+    response_type = ma.fields.String(load_default="code", validate=ma.validate.OneOf(["code", "token"]))
+    scope = ma.fields.String(load_default="basic")
+
+
+class ClientArgs(Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    redirect_uri = ma.fields.Url(required=True, require_tld=False, validate=ma.validate.Length(max=500))
+    enforce_signed_requests = ma.fields.Boolean(load_default=False)
+
+
+class OAuthError(APIError):
+    error_type = "OAuthException"
+
+
+def _user_by_credentials(username: str | None, password: str | None) -> User | None:
+    if not username or not password:
+        return None
+    user = db().scalar(select(User).where(User.username_key == username.lower()))
+    # verify even when there is no such user, so timing doesn't reveal usernames
+    return user if verify_password(user.password_hash if user else None, password) and user else None
+
+
+def _basic_auth_user() -> User:
+    auth = request.authorization
+    user = _user_by_credentials(auth.username, auth.password) if auth and auth.type == "basic" else None
+    if user is None:
+        raise APIError("Valid HTTP Basic credentials (username, password) are required.",
+                       code=401, error_type="OAuthParameterException")
+    return user
+
+
+def _scopes(raw: str) -> list[str]:
+    scopes = parse_scopes(raw)
+    if scopes is None:
+        raise OAuthParameterError("Invalid scope: use basic, comments, relationships, likes.")
+    return scopes
+
+
+def _same_redirect(registered: str, given: str) -> bool:
+    """v1 accepted a redirect_uri on the registered host and under its path."""
+    reg, got = urlsplit(registered), urlsplit(given)
+    return (reg.scheme, reg.netloc) == (got.scheme, got.netloc) and got.path.startswith(reg.path.rstrip("/"))
+
+
+@blp.route("/oauth/access_token", methods=["POST"])
+@limiter.limit(_login_limit)
+@blp.arguments(TokenArgs, location="form")
+def access_token(args):
+    """Exchange a password (xAuth) or an authorization code for an access token."""
+    session = db()
+    client = authenticate_client(session, args["client_id"], args["client_secret"])
+    if client is None:
+        raise OAuthClientError("Invalid client_id or client_secret.")
+    if args["grant_type"] == "password":
+        scopes = _scopes(args["scope"])
+        user = _user_by_credentials(args.get("username"), args.get("password"))
+        if user is None:
+            raise OAuthError("The username or password you entered is incorrect.")
+    else:
+        if not args.get("code") or not args.get("redirect_uri"):
+            raise OAuthParameterError("authorization_code needs code and redirect_uri.")
+        # Claim the code atomically: a code is good for one token, however many requests race.
+        claimed = session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == sha256(args["code"]),
+                   AuthorizationCode.client_pk == client.id,
+                   AuthorizationCode.redirect_uri == args["redirect_uri"],
+                   AuthorizationCode.used_at.is_(None),
+                   AuthorizationCode.expires_at > utcnow())
+            .values(used_at=utcnow())
+            .returning(AuthorizationCode.user_id, AuthorizationCode.scopes)
+        ).first()
+        if claimed is None:
+            raise OAuthError("Invalid, expired or already used authorization code.")
+        user = session.get(User, claimed.user_id)
+        scopes = claimed.scopes.split()
+    token = services.tokens.issue(session, user.id, client, scopes)
+    session.commit()
+    return {"access_token": token, "user": user_summary(user), "meta": {"code": 200}}
+
+
+@blp.route("/oauth/authorize", methods=["GET"])
+@limiter.limit(_login_limit)
+@blp.arguments(AuthorizeArgs, location="query")
+def authorize(args):
+    """The user (HTTP Basic) authorizes a client; redirects with ?code= or #access_token=."""
+    session = db()
+    client = session.scalar(select(Client).where(Client.client_id == args["client_id"]))
+    if client is None:
+        raise OAuthClientError("Invalid client_id.")
+    if not _same_redirect(client.redirect_uri, args["redirect_uri"]):
+        raise OAuthParameterError("redirect_uri does not match the client's registered redirect_uri.")
+    scopes = _scopes(args["scope"])
+    user = _basic_auth_user()
+    if args["response_type"] == "token":
+        token = services.tokens.issue(session, user.id, client, scopes)
+        session.commit()
+        return redirect(f"{args['redirect_uri']}#{urlencode({'access_token': token})}")
+    code = secrets.token_urlsafe(24)
+    session.add(AuthorizationCode(
+        code_hash=sha256(code), user_id=user.id, client_pk=client.id, redirect_uri=args["redirect_uri"],
+        scopes=" ".join(scopes), expires_at=utcnow() + CODE_LIFETIME,
+    ))
+    session.commit()
+    separator = "&" if "?" in args["redirect_uri"] else "?"
+    return redirect(f"{args['redirect_uri']}{separator}{urlencode({'code': code})}")
+
+
+@blp.route("/v1/clients", methods=["POST"])
+@limiter.limit(_login_limit)
+@blp.arguments(ClientArgs, location="form")
+def register_client(args):
+    """Register an API client (an addition), as its owner (HTTP Basic)."""
+    session = db()
+    owner = _basic_auth_user()
+    max_clients = 50
+    if session.scalar(select(func.count()).select_from(Client).where(Client.owner_id == owner.id)) >= max_clients:
+        raise InvalidParameters(f"An account may register at most {max_clients} clients.")
+    client_id, client_secret = new_client_credentials()
+    client = Client(client_id=client_id, client_secret=client_secret, owner_id=owner.id, **args)
+    session.add(client)
+    session.commit()
+    return ok({
+        "client_id": client_id, "client_secret": client_secret, "name": client.name,
+        "redirect_uri": client.redirect_uri, "enforce_signed_requests": client.enforce_signed_requests,
+    }, code=201)

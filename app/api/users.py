@@ -1,0 +1,169 @@
+"""Users: sign-up, profiles, search, and the lists of the social graph."""
+from __future__ import annotations
+
+import re
+
+import marshmallow as ma
+from flask import request
+from flask_smorest import Blueprint
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from app import social
+from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
+from app.auth import hash_password
+from app.errors import Conflict, NotAllowed, NotFound
+from app.extensions import limiter
+from app.serializers import user_full, user_summary
+from app.services import services
+from models import Block, Follow, User
+
+blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
+
+USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
+
+
+class SignupArgs(Schema):
+    username = ma.fields.String(required=True, validate=ma.validate.Regexp(
+        USERNAME, error="1–30 letters, digits, '.' or '_'"))
+    password = ma.fields.String(required=True, validate=ma.validate.Length(min=8, max=128))
+    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
+    full_name = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
+
+
+class ProfileArgs(Schema):
+    full_name = ma.fields.String(validate=ma.validate.Length(max=100))
+    bio = ma.fields.String(validate=ma.validate.Length(max=150))
+    website = ma.fields.Url(validate=ma.validate.Length(max=200), schemes={"http", "https"})
+    is_private = ma.fields.Boolean()
+
+
+class SearchArgs(Schema):
+    q = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+
+
+def _signup_limit() -> str:
+    return services.settings.signup_rate_limit
+
+
+@blp.route("/users", methods=["POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
+@blp.arguments(SignupArgs, location="form")
+def signup(args):
+    """Sign up (an addition to v1): username, password, email, full_name → 201 + user."""
+    session = db()
+    user = User(
+        username=args["username"], username_key=args["username"].lower(),
+        email=args["email"], email_key=args["email"].lower(),
+        password_hash=hash_password(args["password"]), full_name=args["full_name"],
+    )
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        taken = session.scalar(select(User.id).where(User.username_key == args["username"].lower()))
+        raise Conflict("This username is taken." if taken else "This email is already registered.")
+    return ok(user_full(user), code=201)
+
+
+@blp.route("/users/<user_id>", methods=["GET"])
+@require_token()
+def get_user(user_id):
+    """A user's full profile, with counts."""
+    user = user_or_404(user_id)
+    if social.is_blocked(db(), user.id, current_user().id):
+        raise NotFound("this user does not exist")
+    return ok(user_full(user))
+
+
+@blp.route("/users/self", methods=["POST"])
+@require_token()
+@blp.arguments(ProfileArgs, location="form")
+def edit_profile(args):
+    """Edit the profile (an addition): full_name, bio, website, is_private, profile_picture."""
+    session = db()
+    user = current_user()
+    picture = request.files.get("profile_picture")
+    if picture is not None:
+        from app.profiles import store_profile_picture
+
+        user.profile_picture_key = store_profile_picture(user.id, picture.read())
+    was_private = user.is_private
+    for field, value in args.items():
+        setattr(user, field, value)
+    if was_private and not user.is_private:
+        social.approve_all_requests(session, user)
+    session.commit()
+    session.refresh(user)
+    return ok(user_full(user))
+
+
+@blp.route("/users/search", methods=["GET"])
+@require_token()
+@blp.arguments(SearchArgs, location="query")
+def search_users(args):
+    """Users whose username or full name starts with q."""
+    prefix = args["q"].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    viewer = current_user()
+    blocked_viewer = select(Block.blocker_id).where(Block.blocked_id == viewer.id)
+    users = db().scalars(
+        select(User)
+        .where(or_(User.username_key.like(prefix, escape="\\"), func.lower(User.full_name).like(prefix, escape="\\")))
+        .where(User.id.not_in(blocked_viewer))
+        .order_by(func.length(User.username), User.id)
+        .limit(args["count"])
+    ).all()
+    return ok([user_summary(u) for u in users])
+
+
+def _follow_list(user, args, *, followers: bool, status: str = "active"):
+    """Followers or followees of `user`, newest first, paged by follow id (`cursor`)."""
+    mine, theirs = (Follow.followee_id, Follow.follower_id) if followers else (Follow.follower_id, Follow.followee_id)
+    query = (
+        select(User, Follow.id)
+        .join(Follow, theirs == User.id)
+        .where(mine == user.id, Follow.status == status)
+        .order_by(Follow.id.desc())
+        .limit(args["count"] + 1)
+    )
+    cursor = parse_id(args["cursor"], "cursor")
+    if cursor is not None:
+        query = query.where(Follow.id < cursor)
+    rows = db().execute(query).all()
+    more = len(rows) > args["count"]
+    rows = rows[: args["count"]]
+    pagination = next_page("next_cursor", rows[-1][1] if more else None, url_param="cursor")
+    return ok([user_summary(u) for u, _ in rows], pagination=pagination)
+
+
+def _visible_graph_owner(user_id: str) -> User:
+    user = user_or_404(user_id)
+    if not social.can_view_media(db(), current_user().id, user):
+        raise NotAllowed("you cannot view this resource")
+    return user
+
+
+@blp.route("/users/<user_id>/follows", methods=["GET"])
+@require_token()
+@blp.arguments(CursorArgs, location="query")
+def follows(args, user_id):
+    """The users this user follows."""
+    return _follow_list(_visible_graph_owner(user_id), args, followers=False)
+
+
+@blp.route("/users/<user_id>/followed-by", methods=["GET"])
+@require_token()
+@blp.arguments(CursorArgs, location="query")
+def followed_by(args, user_id):
+    """The users who follow this user."""
+    return _follow_list(_visible_graph_owner(user_id), args, followers=True)
+
+
+@blp.route("/users/self/requested-by", methods=["GET"])
+@require_token()
+@blp.arguments(CursorArgs, location="query")
+def requested_by(args):
+    """The users who asked to follow you."""
+    return _follow_list(current_user(), args, followers=True, status="pending")

@@ -1,0 +1,121 @@
+"""Passwords, access tokens, API clients and signed requests."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import AccessToken, Client, utcnow
+
+SCOPES = ("basic", "comments", "relationships", "likes")
+
+_hasher = PasswordHasher()
+# Verifying against this when the user does not exist keeps the timing the same.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def parse_scopes(raw: str | None) -> list[str] | None:
+    """'basic likes' → ['basic', 'likes']; None when a scope is unknown."""
+    requested = (raw or "basic").replace(",", " ").split()
+    if any(scope not in SCOPES for scope in requested):
+        return None
+    # basic is implied by every token, as in v1
+    return sorted(set(requested) | {"basic"}, key=SCOPES.index)
+
+
+def new_client_credentials() -> tuple[str, str]:
+    return secrets.token_hex(16), secrets.token_hex(16)
+
+
+def authenticate_client(session: Session, client_id: str, client_secret: str) -> Client | None:
+    client = session.scalar(select(Client).where(Client.client_id == client_id))
+    if client is None or not hmac.compare_digest(client.client_secret, client_secret or ""):
+        return None
+    return client
+
+
+def request_signature(secret: str, endpoint: str, params: dict[str, str]) -> str:
+    """v1's `sig`: HMAC-SHA256 of `endpoint|k1=v1|k2=v2…` (keys sorted)."""
+    message = endpoint + "".join(f"|{key}={params[key]}" for key in sorted(params))
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    user_id: int
+    client_pk: int
+    scopes: tuple[str, ...]
+    enforce_signed_requests: bool
+
+
+class TokenService:
+    """Issues tokens (stored hashed) and resolves them, from Redis when warm."""
+
+    def __init__(self, redis, cache_seconds: int) -> None:
+        self.redis = redis
+        self.cache_seconds = cache_seconds
+
+    @staticmethod
+    def _key(token_hash: str) -> str:
+        return f"token:{token_hash}"
+
+    def issue(self, session: Session, user_id: int, client: Client, scopes: list[str]) -> str:
+        raw = f"{user_id}.{secrets.token_urlsafe(32)}"
+        session.add(AccessToken(token_hash=sha256(raw), user_id=user_id, client_pk=client.id, scopes=" ".join(scopes)))
+        return raw
+
+    def resolve(self, session: Session, raw: str) -> TokenInfo | None:
+        token_hash = sha256(raw)
+        cached = self.redis.get(self._key(token_hash))
+        if cached:
+            data = json.loads(cached)
+            return TokenInfo(data["u"], data["c"], tuple(data["s"]), data["e"])
+        row = session.execute(
+            select(AccessToken, Client.enforce_signed_requests)
+            .join(Client, Client.id == AccessToken.client_pk)
+            .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        token, enforce = row
+        info = TokenInfo(token.user_id, token.client_pk, tuple(token.scopes.split()), bool(enforce))
+        payload = {"u": info.user_id, "c": info.client_pk, "s": list(info.scopes), "e": info.enforce_signed_requests}
+        self.redis.set(self._key(token_hash), json.dumps(payload), ex=self.cache_seconds)
+        return info
+
+    def revoke_all(self, session: Session, user_id: int) -> None:
+        tokens = session.scalars(
+            select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+        ).all()
+        for token in tokens:
+            token.revoked_at = utcnow()
+        if tokens:
+            self.redis.delete(*(self._key(t.token_hash) for t in tokens))
+
+    def forget_client(self, session: Session, client_pk: int) -> None:
+        """Drop cached lookups of a client's tokens (its signing rule changed)."""
+        hashes = session.scalars(select(AccessToken.token_hash).where(AccessToken.client_pk == client_pk)).all()
+        if hashes:
+            self.redis.delete(*(self._key(h) for h in hashes))

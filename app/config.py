@@ -1,0 +1,132 @@
+"""Settings, read once from the environment.
+
+Every knob of Shutter is an environment variable; the defaults are the
+embedded stack (SQLite, a local media folder, an embedded redis-server that
+`make run` starts and announces through REDIS_URL). `.env.example` lists
+them all.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+def _list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Relational data
+    database_url: str = f"sqlite:///{VAR / 'shutter.db'}"
+    database_replica_urls: list[str] = field(default_factory=list)
+    # Feeds, activity, token lookups, rate limits; broker defaults to it too
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_broker_url: str = ""
+    # Photos
+    storage_backend: str = "local"  # local | s3
+    media_root: str = str(VAR / "media")
+    media_url: str = "/media"
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    cdn_url: str = ""
+    max_upload_bytes: int = 30 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    # Search
+    search_backend: str = "redis"  # redis | solr
+    solr_url: str = ""
+    # Cache
+    memcached_servers: list[str] = field(default_factory=list)
+    # Push (APNs provider API, token auth)
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_key_file: str = ""
+    apns_topic: str = ""
+    apns_host: str = "https://api.push.apple.com"
+    # Share
+    twitter_consumer_key: str = ""
+    twitter_consumer_secret: str = ""
+    twitter_api_url: str = "https://api.twitter.com"
+    facebook_app_id: str = ""
+    facebook_app_secret: str = ""
+    facebook_graph_url: str = "https://graph.facebook.com"
+    # Operations
+    sentry_dsn: str = ""
+    secret_key: str = "dev-only-secret-change-me"
+    public_url: str = "http://127.0.0.1:8000"
+    rate_limits_enabled: bool = True
+    signup_rate_limit: str = "20/hour"
+    login_rate_limit: str = "30/minute"
+    token_cache_seconds: int = 3600
+    shard_id: int = 1
+    celebrity_threshold: int = 10_000
+    feed_size: int = 800
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: os._Environ | dict | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default):
+            return env.get(name) or default
+
+        return cls(
+            database_url=get("DATABASE_URL", d.database_url),
+            database_replica_urls=_list(env.get("DATABASE_REPLICA_URLS")),
+            redis_url=get("REDIS_URL", d.redis_url),
+            celery_broker_url=get("CELERY_BROKER_URL", ""),
+            storage_backend=get("STORAGE_BACKEND", d.storage_backend),
+            media_root=get("MEDIA_ROOT", d.media_root),
+            media_url=get("MEDIA_URL", d.media_url),
+            s3_bucket=get("S3_BUCKET", ""),
+            s3_prefix=get("S3_PREFIX", ""),
+            s3_endpoint_url=get("S3_ENDPOINT_URL", ""),
+            s3_region=get("S3_REGION", d.s3_region),
+            cdn_url=get("CDN_URL", ""),
+            max_upload_bytes=int(get("MAX_UPLOAD_BYTES", d.max_upload_bytes)),
+            max_image_pixels=int(get("MAX_IMAGE_PIXELS", d.max_image_pixels)),
+            search_backend=get("SEARCH_BACKEND", d.search_backend),
+            solr_url=get("SOLR_URL", ""),
+            memcached_servers=_list(env.get("MEMCACHED_SERVERS")),
+            apns_key_id=get("APNS_KEY_ID", ""),
+            apns_team_id=get("APNS_TEAM_ID", ""),
+            apns_key_file=get("APNS_KEY_FILE", ""),
+            apns_topic=get("APNS_TOPIC", ""),
+            apns_host=get("APNS_HOST", d.apns_host),
+            twitter_consumer_key=get("TWITTER_CONSUMER_KEY", ""),
+            twitter_consumer_secret=get("TWITTER_CONSUMER_SECRET", ""),
+            twitter_api_url=get("TWITTER_API_URL", d.twitter_api_url),
+            facebook_app_id=get("FACEBOOK_APP_ID", ""),
+            facebook_app_secret=get("FACEBOOK_APP_SECRET", ""),
+            facebook_graph_url=get("FACEBOOK_GRAPH_URL", d.facebook_graph_url),
+            sentry_dsn=get("SENTRY_DSN", ""),
+            secret_key=get("SECRET_KEY", d.secret_key),
+            public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
+            rate_limits_enabled=_bool(env.get("RATE_LIMITS_ENABLED"), True),
+            signup_rate_limit=get("SIGNUP_RATE_LIMIT", d.signup_rate_limit),
+            login_rate_limit=get("LOGIN_RATE_LIMIT", d.login_rate_limit),
+            token_cache_seconds=int(get("TOKEN_CACHE_SECONDS", d.token_cache_seconds)),
+            shard_id=int(get("SHARD_ID", d.shard_id)),
+            celebrity_threshold=int(get("CELEBRITY_THRESHOLD", d.celebrity_threshold)),
+            feed_size=int(get("FEED_SIZE", d.feed_size)),
+        )

@@ -1,0 +1,53 @@
+"""Logging that never writes a secret: tokens, passwords and keys are masked."""
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRET = re.compile(
+    r"(?i)((?:access_token|client_secret|password|code|oauth_token|oauth_verifier|secret|sig)[\"']?\s*[=:]\s*[\"']?)"
+    r"[^&\s\"',;]+"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+
+
+def redact(text: str) -> str:
+    return _BEARER.sub(r"\1[redacted]", _SECRET.sub(r"\1[redacted]", text))
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def scrub_sentry_event(event, _hint):
+    """sentry-sdk's before_send: the same masking for what goes to Sentry."""
+    request = event.get("request") or {}
+    for part in ("query_string", "data", "cookies"):
+        if isinstance(request.get(part), str):
+            request[part] = redact(request[part])
+        elif isinstance(request.get(part), dict):
+            request[part] = {k: "[redacted]" if _SECRET.match(f"{k}=") else v for k, v in request[part].items()}
+    headers = request.get("headers") or {}
+    for name in list(headers):
+        if name.lower() in {"authorization", "cookie"}:
+            headers[name] = "[redacted]"
+    for entry in (event.get("breadcrumbs") or {}).get("values", []):
+        if isinstance(entry.get("message"), str):
+            entry["message"] = redact(entry["message"])
+    if isinstance((event.get("logentry") or {}).get("message"), str):
+        event["logentry"]["message"] = redact(event["logentry"]["message"])
+    return event

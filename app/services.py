@@ -1,0 +1,52 @@
+"""The services that routes and tasks share, built once per process.
+
+Each is made on first use, so a process connects only to what it needs.
+Routes reach them through `services` (the current app's container); tasks
+through `tasks.services()`.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from flask import current_app
+from werkzeug.local import LocalProxy
+
+from app.config import Settings
+from models import Database
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url, self.settings.database_replica_urls)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url, decode_responses=True, socket_timeout=5, health_check_interval=30
+        )
+
+    @cached_property
+    def storage(self):
+        from app.storage import storage_from_settings
+
+        return storage_from_settings(self.settings)
+
+    @cached_property
+    def tokens(self):
+        from app.auth import TokenService
+
+        return TokenService(self.redis, self.settings.token_cache_seconds)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+services: Services = LocalProxy(lambda: current_app.extensions["shutter"])  # type: ignore[assignment]

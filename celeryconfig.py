@@ -1,0 +1,47 @@
+"""Celery: queues, routes, reliability and the beat schedule.
+
+Separate queues keep slow work from starving fast work: `media` is CPU-bound
+(prefork, one process per core), `io` waits on remote APIs (a gevent pool of
+up to 200), `feed`, `search` and `default` do short Redis/DB work.
+"""
+from kombu import Queue
+
+from app.config import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+# No result backend: tasks record their outcome in the database.
+task_ignore_result = True
+
+task_queues = [Queue(name) for name in ("media", "feed", "io", "search", "default")]
+task_default_queue = "default"
+task_routes = {
+    "tasks.media.*": {"queue": "media"},
+    "tasks.feeds.*": {"queue": "feed"},
+    "tasks.search.*": {"queue": "search"},
+    "tasks.outreach.*": {"queue": "io"},
+    "tasks.maintenance.*": {"queue": "default"},
+}
+
+# Nothing lost: a task is acknowledged only once it has finished, and a task
+# whose worker died (SIGKILL, OOM) goes back to the queue.
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = 1
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # Redis broker: a task not acknowledged within this time is delivered again.
+    "visibility_timeout": 3600,
+}
+task_publish_retry = True
+task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
+task_time_limit = 300
+task_soft_time_limit = 240
+worker_send_task_events = True  # Flower's view of the queues
+task_send_sent_event = True
+
+timezone = "UTC"
+beat_schedule: dict = {}

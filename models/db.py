@@ -1,0 +1,86 @@
+"""Engines and sessions for PostgreSQL (production) and SQLite (embedded)."""
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.ids import make_id
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        _setup_sqlite(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        # No server-side prepared statements: safe behind pgbouncer's transaction pooling.
+        connect_args={"prepare_threshold": None},
+        **kwargs,
+    )
+
+
+def _setup_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        # PostgreSQL makes ids with a database function; give SQLite the same name.
+        dbapi_connection.create_function("shutter_next_id", 0, make_id)
+        # Let SQLAlchemy, not the driver, decide when transactions begin (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        # IMMEDIATE takes the write lock up front: two transactions that read and
+        # then write would otherwise deadlock on the lock upgrade (SQLITE_BUSY).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The primary engine for writes and optional read replicas for reads."""
+
+    def __init__(self, url: str, replica_urls: list[str] | None = None) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.replicas = [make_engine(u) for u in (replica_urls or [])]
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._replica_sessions = [sessionmaker(e, expire_on_commit=False) for e in self.replicas]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def read_session(self) -> Session:
+        """A session on a replica when there are any (reads that may lag a little)."""
+        if self._replica_sessions:
+            return random.choice(self._replica_sessions)()
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        for engine in self.replicas:
+            engine.dispose()
