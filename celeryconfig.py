@@ -4,13 +4,11 @@ Separate queues keep slow work from starving fast work: `media` is CPU-bound
 (prefork, one process per core), `io` waits on remote APIs (a gevent pool of
 up to 200), `feed`, `search` and `default` do short Redis/DB work.
 """
+from datetime import timedelta
+
 from kombu import Queue
 
-from app.config import Settings
-
-_settings = Settings.from_env()
-
-broker_url = _settings.broker_url
+# broker_url comes from the settings (tasks.make_celery), not from here.
 # No result backend: tasks record their outcome in the database.
 task_ignore_result = True
 
@@ -28,7 +26,6 @@ task_routes = {
 # whose worker died (SIGKILL, OOM) goes back to the queue.
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
 worker_prefetch_multiplier = 1
 broker_connection_retry_on_startup = True
 broker_transport_options = {
@@ -44,4 +41,7 @@ worker_send_task_events = True  # Flower's view of the queues
 task_send_sent_event = True
 
 timezone = "UTC"
-beat_schedule: dict = {}
+beat_schedule = {
+    # Re-publishes undelivered outbox rows and photos stuck in `processing`.
+    "sweep": {"task": "tasks.maintenance.sweep", "schedule": timedelta(seconds=60)},
+}

@@ -46,9 +46,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
     limiter.init_app(app)
-    from app.api import health, oauth, relationships, users
+    from app.api import health, media, oauth, relationships, users
 
-    for blueprint in (oauth.blp, users.blp, relationships.blp):
+    for blueprint in (oauth.blp, users.blp, relationships.blp, media.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)

@@ -36,3 +36,50 @@ def user_full(user: User) -> dict:
         "is_private": user.is_private,
         "counts": {"media": user.media_count, "follows": user.follows_count, "followed_by": user.followed_by_count},
     }
+
+
+# v1's names for the derivatives, in the order v1 listed them.
+IMAGE_NAMES = ("thumbnail", "low_resolution", "standard_resolution", "high_resolution")
+
+
+def media_id(photo) -> str:
+    """v1's media id: "<photo id>_<owner id>"."""
+    return f"{photo.id}_{photo.user_id}"
+
+
+def location_json(location) -> dict | None:
+    if location is None:
+        return None
+    return {"id": str(location.id), "name": location.name,
+            "latitude": location.latitude, "longitude": location.longitude}
+
+
+def media_json(photo, owner, *, location=None, tags=(), likers=(), comments=(), user_has_liked=False) -> dict:
+    derivatives = photo.derivatives or {}
+    created = str(int(photo.created_at.timestamp()))
+    caption = None
+    if photo.caption:
+        caption = {"id": str(photo.id), "text": photo.caption, "created_time": created, "from": user_summary(owner)}
+    return {
+        "type": "image",
+        "id": media_id(photo),
+        "user": user_summary(owner),
+        "created_time": created,
+        "link": f"{services.settings.public_url}/p/{photo.shortcode}/",
+        "shortcode": photo.shortcode,
+        "filter": photo.filter,
+        "tags": list(tags),
+        "location": location_json(location),
+        "caption": caption,
+        "likes": {"count": photo.like_count, "data": [user_summary(u) for u in likers]},
+        "comments": {"count": photo.comment_count, "data": list(comments)},
+        "user_has_liked": user_has_liked,
+        "users_in_photo": [],
+        "images": {
+            name: {"url": media_url(derivatives[name]["key"]),
+                   "width": derivatives[name]["width"], "height": derivatives[name]["height"]}
+            for name in IMAGE_NAMES if name in derivatives
+        },
+        "status": photo.status,
+        "blurhash": photo.blurhash,
+    }

@@ -42,6 +42,13 @@ class Services:
 
         return TokenService(self.redis, self.settings.token_cache_seconds)
 
+    @cached_property
+    def celery(self):
+        """Publishes tasks to this settings' broker (workers have their own app)."""
+        from tasks import make_celery
+
+        return make_celery(self.settings)
+
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.dispose()

@@ -11,8 +11,18 @@ from app.config import Settings
 from app.logging import configure_logging
 from app.services import Services
 
-celery = Celery("shutter")
-celery.config_from_object("celeryconfig")
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app on the settings' broker: the workers', or an API process's publisher."""
+    app = Celery("shutter", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = settings.broker_url
+    return app
+
+
+_settings = Settings.from_env()
+celery = make_celery(_settings)
+celery.set_current()
 
 _services: Services | None = None
 
@@ -21,8 +31,16 @@ def services() -> Services:
     """This worker process's services, made on first use (after the fork)."""
     global _services
     if _services is None:
-        _services = Services(Settings.from_env())
+        _services = Services(_settings)
     return _services
 
 
 configure_logging()
+if _settings.sentry_dsn:
+    import sentry_sdk
+
+    from app.logging import scrub_sentry_event
+
+    sentry_sdk.init(dsn=_settings.sentry_dsn, send_default_pii=False, before_send=scrub_sentry_event)
+
+from tasks import maintenance, media  # noqa: E402,F401  (register the tasks)

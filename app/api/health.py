@@ -47,6 +47,7 @@ def healthz():
 @blp.get("/media/<path:key>")
 def media(key: str):
     """Serves the local storage folder (the embedded default; S3 has a CDN)."""
-    if services.settings.storage_backend != "local":
+    # Originals keep the uploader's EXIF and GPS: only derivatives are served.
+    if services.settings.storage_backend != "local" or key.startswith("originals/"):
         abort(404)
     return send_from_directory(services.settings.media_root, key, max_age=31536000)

@@ -1,0 +1,104 @@
+"""Media: upload, read by id or shortcode, delete."""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import request
+from flask_smorest import Blueprint
+
+from app import pipeline
+from app.api.common import Schema, current_user, db, ok, parse_id, require_token
+from app.errors import APIError, InvalidParameters, NotFound
+from app.ids import id_from_shortcode
+from app.imaging import ImageRejected
+from app.media import media_objects, visible_photo
+from app.services import services
+
+blp = Blueprint("media", __name__, url_prefix="/v1", description="Photos")
+
+SHARE_TARGETS = {"twitter", "facebook"}
+
+
+class UploadArgs(Schema):
+    caption = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2200))
+    lat = ma.fields.Float(load_default=None, validate=ma.validate.Range(min=-90, max=90))
+    lng = ma.fields.Float(load_default=None, validate=ma.validate.Range(min=-180, max=180))
+    location_name = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=200))
+    filter = ma.fields.String(load_default="Normal", validate=ma.validate.Length(min=1, max=40))
+    share_to = ma.fields.String(load_default="")
+
+    @ma.validates_schema
+    def check(self, data, **_kwargs):
+        if (data["lat"] is None) != (data["lng"] is None):
+            raise ma.ValidationError("lat and lng go together", field_name="lat")
+        if data["location_name"] and data["lat"] is None:
+            raise ma.ValidationError("a location needs lat and lng", field_name="location_name")
+        unknown = set(_share_targets(data["share_to"])) - SHARE_TARGETS
+        if unknown:
+            raise ma.ValidationError(f"unknown targets {sorted(unknown)}; use twitter, facebook", field_name="share_to")
+
+
+def _share_targets(raw: str) -> list[str]:
+    return sorted({part.strip().lower() for part in raw.split(",") if part.strip()})
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 100 and key.isprintable()):
+        raise InvalidParameters("Idempotency-Key must be 1–100 printable characters")
+    return key
+
+
+@blp.route("/media/upload", methods=["POST"])
+@require_token()
+@blp.arguments(UploadArgs, location="form")
+def upload(args):
+    """Upload a photo (multipart `photo`): 202 + the media, `status: processing`."""
+    key = _idempotency_key()
+    upload_file = request.files.get("photo")
+    if upload_file is None:
+        raise InvalidParameters("photo: a file is required (multipart/form-data)")
+    fields = pipeline.UploadFields(
+        caption=args["caption"], latitude=args["lat"], longitude=args["lng"],
+        location_name=args["location_name"], filter=args["filter"],
+        share_to=_share_targets(args["share_to"]), idempotency_key=key,
+    )
+    try:
+        photo, _created = pipeline.accept_upload(
+            db(), services.storage, services.celery, current_user(), upload_file.read(), fields,
+            services.settings.max_image_pixels,
+        )
+    except ImageRejected as error:
+        raise APIError(error.message, code=415 if error.error_type == "APIUnsupportedMediaType" else 400,
+                       error_type=error.error_type)
+    return ok(media_objects(db(), [photo], current_user().id)[0], code=202)
+
+
+@blp.route("/media/<media_id>", methods=["GET"])
+@require_token()
+def get_media(media_id):
+    """A media object by id ("<photo id>_<owner id>" or the photo id)."""
+    photo = visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
+    return ok(media_objects(db(), [photo], current_user().id)[0])
+
+
+@blp.route("/media/shortcode/<code>", methods=["GET"])
+@require_token()
+def get_media_by_shortcode(code):
+    """A media object by its shortcode (the code in its link)."""
+    photo_id = id_from_shortcode(code)
+    if photo_id is None:
+        raise NotFound("invalid shortcode")
+    photo = visible_photo(db(), current_user().id, photo_id)
+    return ok(media_objects(db(), [photo], current_user().id)[0])
+
+
+@blp.route("/media/<media_id>", methods=["DELETE"])
+@require_token()
+def delete_media(media_id):
+    """Delete your own photo: from storage, feeds, search and everything else."""
+    session = db()
+    photo = visible_photo(session, current_user().id, parse_id(media_id, "media id"))
+    if photo.user_id != current_user().id:
+        raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
+    pipeline.delete_photo(session, services.storage, photo)
+    return ok(None)

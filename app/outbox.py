@@ -1,0 +1,75 @@
+"""The transactional outbox: work promised in the same commit as its data.
+
+A row is added in the transaction that creates what the work is about (a
+photo, a status change); after the commit it is published to the broker and
+marked delivered. If the broker is down at that moment the row stays
+undelivered, and the sweeper publishes it later. Consumers are idempotent,
+so a row published twice does no harm.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import Celery, chain, group
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import Outbox, utcnow
+
+log = logging.getLogger(__name__)
+
+# What each kind of row publishes, built from its payload.
+PROCESS_PHOTO = "process_photo"  # the media chain: derive + store, then publish
+PUBLISH_PHOTO = "publish_photo"  # the downstream group of a photo that became ready
+
+
+def add(session: Session, kind: str, photo_id: int | None = None, **payload) -> Outbox:
+    """A row for `session` to commit; add it after the rows it refers to."""
+    return Outbox(kind=kind, photo_id=photo_id, payload=payload or None)
+
+
+def signature_for(celery: Celery, row: Outbox):
+    if row.kind == PROCESS_PHOTO:
+        return chain(
+            celery.signature("tasks.media.process_photo", args=(row.photo_id,)),
+            celery.signature("tasks.media.publish_photo", args=(row.photo_id,), immutable=True),
+        )
+    if row.kind == PUBLISH_PHOTO:
+        from app.pipeline import downstream_task_names
+
+        names = (row.payload or {}).get("tasks") or downstream_task_names()
+        return group(celery.signature(name, args=(row.photo_id,)) for name in names) if names else None
+    # Any other kind is a plain task name with keyword arguments.
+    return celery.signature(row.kind, kwargs=row.payload or {})
+
+
+def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
+    """Publish rows and mark them delivered; a broker failure leaves them for the sweeper."""
+    delivered = 0
+    for row in rows:
+        try:
+            signature = signature_for(celery, row)
+            if signature is not None:
+                signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
+        except Exception as error:  # the broker is unreachable: the sweeper will retry
+            log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__)
+            session.execute(update(Outbox).where(Outbox.id == row.id).values(attempts=Outbox.attempts + 1))
+            session.commit()
+            # The broker is down: the rest would fail the same way, slowly.
+            break
+        session.execute(update(Outbox).where(Outbox.id == row.id).values(delivered_at=utcnow()))
+        session.commit()
+        delivered += 1
+    return delivered
+
+
+def deliver_pending(session: Session, celery: Celery, older_than: timedelta, limit: int = 500) -> int:
+    """The sweeper's half: publish rows that should have been published by now."""
+    rows = session.scalars(
+        select(Outbox)
+        .where(Outbox.delivered_at.is_(None), Outbox.created_at < utcnow() - older_than)
+        .order_by(Outbox.id)
+        .limit(limit)
+    ).all()
+    return deliver(session, celery, list(rows))

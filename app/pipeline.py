@@ -1,0 +1,209 @@
+"""The upload pipeline: accept a photo, make its derivatives, publish it.
+
+    accept_upload     (API)     validate, store the original, insert photo +
+                                outbox row in one transaction, publish after commit
+    process_photo     (media)   decode once, derivatives + blurhash, store them
+    publish_photo     (media)   mark `ready`, then the downstream group
+    mark_failed       (media)   a photo that cannot be processed, with the reason
+    delete_photo      (API)     the photo, its files, and what references it
+    sweep             (beat)    re-publish what a dead broker or worker dropped
+
+Every step is idempotent: keys are derived from the photo id, and status
+changes are conditional UPDATEs, so running any of them twice is harmless.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import imaging, outbox
+from app.ids import shortcode
+from app.storage import Storage
+from models import Location, Photo, User, utcnow
+
+log = logging.getLogger(__name__)
+
+ORIGINALS = "originals"  # never served: originals keep their EXIF and GPS
+PHOTOS = "photos"
+STUCK_AFTER = timedelta(minutes=5)
+MAX_ATTEMPTS = 6  # a photo that keeps killing its worker (OOM, …) is failed, not retried forever
+OUTBOX_GRACE = timedelta(seconds=30)
+
+
+@dataclass
+class UploadFields:
+    caption: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location_name: str | None = None
+    filter: str = "Normal"
+    share_to: list[str] | None = None
+    idempotency_key: str | None = None
+
+
+def original_key(photo_id: int, extension: str) -> str:
+    return f"{ORIGINALS}/{photo_id}.{extension}"
+
+
+def derivative_key(photo_id: int, name: str) -> str:
+    return f"{PHOTOS}/{photo_id}/{name}.jpg"
+
+
+def downstream_task_names() -> list[str]:
+    """What a photo that became ready sets off. Each feature adds its task here
+    when it exists (fan-out, search, subscribers, push, share)."""
+    return []
+
+
+def _find_by_idempotency_key(session: Session, user_id: int, key: str | None) -> Photo | None:
+    if not key:
+        return None
+    return session.scalar(select(Photo).where(Photo.user_id == user_id, Photo.idempotency_key == key))
+
+
+def _location(session: Session, fields: UploadFields) -> int | None:
+    if fields.location_name is None or fields.latitude is None or fields.longitude is None:
+        return None
+    existing = session.scalar(select(Location.id).where(
+        Location.name == fields.location_name,
+        Location.latitude == fields.latitude, Location.longitude == fields.longitude))
+    if existing:
+        return existing
+    location = Location(name=fields.location_name, latitude=fields.latitude, longitude=fields.longitude)
+    session.add(location)
+    session.flush()
+    return location.id
+
+
+def accept_upload(session: Session, storage: Storage, celery, user: User, data: bytes,
+                  fields: UploadFields, max_pixels: int) -> tuple[Photo, bool]:
+    """Store an upload and promise its processing. Returns (photo, created).
+
+    Raises imaging.ImageRejected for a file that is not an acceptable image.
+    """
+    replay = _find_by_idempotency_key(session, user.id, fields.idempotency_key)
+    if replay is not None:
+        return replay, False
+    info = imaging.inspect_upload(data, max_pixels)
+    photo_id = session.scalar(select(func.shutter_next_id()))
+    key = original_key(photo_id, info.extension)
+    # The original is stored before the row exists, so a row never points at
+    # nothing; a failed commit leaves only an unreferenced file.
+    storage.put(key, data, info.content_type)
+    photo = Photo(
+        id=photo_id, user_id=user.id, shortcode=shortcode(photo_id), status="processing",
+        caption=fields.caption, filter=fields.filter or "Normal",
+        latitude=fields.latitude, longitude=fields.longitude, location_id=_location(session, fields),
+        original_key=key, original_content_type=info.content_type,
+        share_to=fields.share_to or None, idempotency_key=fields.idempotency_key,
+    )
+    row = outbox.add(session, outbox.PROCESS_PHOTO, photo_id)
+    try:
+        session.add(photo)
+        session.flush()  # the photo row before its outbox row (foreign key)
+        session.add(row)
+        session.commit()
+    except IntegrityError:
+        # The same Idempotency-Key raced in from a retry: the first one wins.
+        session.rollback()
+        storage.delete([key])
+        replay = _find_by_idempotency_key(session, user.id, fields.idempotency_key)
+        if replay is None:
+            raise
+        return replay, False
+    outbox.deliver(session, celery, [row])
+    return photo, True
+
+
+def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
+    """Make and store the derivatives. False when there is nothing to do."""
+    photo = session.get(Photo, photo_id)
+    if photo is None or photo.status != "processing":
+        return False  # deleted meanwhile, or a duplicate delivery of finished work
+    if photo.attempts >= MAX_ATTEMPTS:
+        mark_failed(session, photo_id, f"gave up after {photo.attempts} attempts")
+        return False
+    session.execute(update(Photo).where(Photo.id == photo_id).values(attempts=Photo.attempts + 1))
+    session.commit()
+    result = imaging.make_derivatives(storage.get(photo.original_key))
+    derivatives = {}
+    for name, derivative in result.derivatives.items():
+        key = derivative_key(photo_id, name)
+        storage.put(key, derivative.data, derivative.content_type)
+        derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
+    changed = session.execute(
+        update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
+        .values(derivatives=derivatives, blurhash=result.blurhash, width=result.width,
+                height=result.height, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    if not changed:  # deleted while we worked: don't leave its files behind
+        storage.delete(d["key"] for d in derivatives.values())
+    return bool(changed)
+
+
+def publish_photo(session: Session, celery, photo_id: int) -> bool:
+    """processing → ready, once; the downstream work is promised in the same commit."""
+    photo = session.get(Photo, photo_id)
+    if photo is None or photo.status != "processing" or not photo.derivatives:
+        return False
+    changed = session.execute(
+        update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
+        .values(status="ready", ready_at=utcnow(), updated_at=utcnow())
+    ).rowcount
+    if not changed:
+        session.rollback()
+        return False
+    session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
+    row = outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names())
+    session.add(row)
+    session.commit()
+    outbox.deliver(session, celery, [row])
+    return True
+
+
+def mark_failed(session: Session, photo_id: int, reason: str) -> None:
+    session.execute(
+        update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
+        .values(status="failed", failure_reason=reason[:500], updated_at=utcnow())
+    )
+    session.commit()
+
+
+def delete_photo(session: Session, storage: Storage, photo: Photo) -> None:
+    """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE."""
+    keys = [photo.original_key, *(d["key"] for d in (photo.derivatives or {}).values())]
+    was_ready = photo.status == "ready"
+    session.delete(photo)
+    if was_ready:
+        session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count - 1))
+    session.commit()
+    storage.delete(keys)
+
+
+def sweep(session: Session, celery, stuck_after: timedelta = STUCK_AFTER,
+          outbox_grace: timedelta = OUTBOX_GRACE) -> dict:
+    """Re-publish undelivered outbox rows and photos stuck in `processing`.
+
+    A photo is stuck when its worker died and the broker will not redeliver
+    soon (a Redis broker waits for its visibility timeout).
+    """
+    delivered = outbox.deliver_pending(session, celery, outbox_grace)
+    stuck = session.scalars(
+        select(Photo.id).where(Photo.status == "processing", Photo.updated_at < utcnow() - stuck_after).limit(500)
+    ).all()
+    rows = []
+    for photo_id in stuck:
+        session.execute(update(Photo).where(Photo.id == photo_id).values(updated_at=utcnow()))
+        rows.append(outbox.add(session, outbox.PROCESS_PHOTO, photo_id))
+    session.add_all(rows)
+    session.commit()
+    if rows:
+        log.info("sweeper: re-publishing %d photos stuck in processing", len(rows))
+        outbox.deliver(session, celery, rows)
+    return {"outbox": delivered, "stuck": len(stuck)}

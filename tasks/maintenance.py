@@ -1,0 +1,18 @@
+"""Periodic work on the default queue (celery beat)."""
+from __future__ import annotations
+
+from celery.utils.log import get_task_logger
+
+from app import pipeline
+from tasks import celery, services
+
+log = get_task_logger(__name__)
+
+
+@celery.task(name="tasks.maintenance.sweep")
+def sweep() -> dict:
+    with services().db.session() as session:
+        result = pipeline.sweep(session, services().celery)
+    if any(result.values()):
+        log.info("sweep re-published %s", result)
+    return result
