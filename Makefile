@@ -1,0 +1,66 @@
+# Shutter: developer and CI entry points. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CELERY_WORKER_ARGS ?= -Q media,feed,io,search,default --concurrency 2 -l info
+FLOWER_PORT ?= 5555
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test migrate worker flower bench-pipeline bench-feeds clean
+
+help:
+	@echo "make venv            create .venv and install requirements-test.txt"
+	@echo "make run             the whole stack (API, worker, beat, Flower, embedded redis)"
+	@echo "make test            the suite on the production stack, then the embedded one"
+	@echo "make migrate         alembic upgrade head"
+	@echo "make worker          one Celery worker (CELERY_WORKER_ARGS)"
+	@echo "make flower          Flower on 127.0.0.1:$(FLOWER_PORT)"
+	@echo "make bench-pipeline  bench/pipeline.py"
+	@echo "make bench-feeds     bench/feeds.py"
+	@echo "make clean           remove .venv and caches (var/ data is kept)"
+
+venv: $(STAMP)
+
+# Re-installs only when a requirements file changes (or .venv is gone).
+# Prefers python3.11 when PYTHON is left at its default; needs >= 3.11.
+$(STAMP): requirements.txt requirements-test.txt
+	@set -e; \
+	py="$(PYTHON)"; \
+	if [ "$$py" = python3 ] && python3.11 -c '' >/dev/null 2>&1; then py=python3.11; fi; \
+	if ! "$$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+		echo "error: Shutter needs Python >= 3.11; '$$py' is missing or older (set PYTHON=...)" >&2; \
+		exit 1; \
+	fi; \
+	if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+		echo "$(VENV) uses an old Python: recreating it"; rm -rf $(VENV); \
+	fi; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV); fi
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	@touch $(STAMP)
+
+run: venv
+	$(PY) scripts/run.py
+
+test: venv
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+migrate: venv
+	@mkdir -p var
+	$(PY) -m alembic upgrade head
+
+worker: venv
+	$(PY) -m celery -A tasks worker $(CELERY_WORKER_ARGS)
+
+flower: venv
+	$(PY) -m celery -A tasks flower --address=127.0.0.1 --port=$(FLOWER_PORT)
+
+bench-pipeline: venv
+	$(PY) bench/pipeline.py
+
+bench-feeds: venv
+	$(PY) bench/feeds.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +
