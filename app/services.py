@@ -37,6 +37,12 @@ class Services:
         return storage_from_settings(self.settings)
 
     @cached_property
+    def cache(self):
+        from app.cache import cache_from_settings
+
+        return cache_from_settings(self.settings)
+
+    @cached_property
     def tokens(self):
         from app.auth import TokenService
 

@@ -1,0 +1,130 @@
+"""The cache service for hot objects (users, photos, counts).
+
+One interface, two backends: memcached (pymemcache) in production, an
+in-process LRU on the embedded default. Values are JSON-able dicts. Writers
+call `delete_many` after the commit that changed what a key holds.
+
+The in-process backend cannot be invalidated across processes, so its TTL
+is short (IN_PROCESS_TTL); memcached's is long, since every write that
+changes a cached object deletes its key.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+
+DEFAULT_TTL = 3600
+IN_PROCESS_TTL = 5
+
+
+def user_key(user_id: int) -> str:
+    return f"u:{user_id}"
+
+
+def photo_key(photo_id: int) -> str:
+    return f"p:{photo_id}"
+
+
+class Cache(ABC):
+    @abstractmethod
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        """The cached values of those keys that are cached."""
+
+    @abstractmethod
+    def set_many(self, values: dict[str, dict], ttl: int = DEFAULT_TTL) -> None: ...
+
+    @abstractmethod
+    def delete_many(self, keys: list[str]) -> None: ...
+
+    def check(self) -> None:
+        """Raises if the cache cannot be used (for /healthz)."""
+
+
+class LocalCache(Cache):
+    """A bounded, thread-safe LRU with a short TTL, for one process."""
+
+    def __init__(self, max_items: int = 10_000, ttl: int = IN_PROCESS_TTL) -> None:
+        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_items = max_items
+        self._ttl = ttl
+
+    def get_many(self, keys):
+        now = time.monotonic()
+        found = {}
+        with self._lock:
+            for key in keys:
+                item = self._items.get(key)
+                if item is None:
+                    continue
+                if item[0] < now:
+                    del self._items[key]
+                    continue
+                self._items.move_to_end(key)
+                found[key] = json.loads(item[1])
+        return found
+
+    def set_many(self, values, ttl=DEFAULT_TTL):
+        expires = time.monotonic() + min(ttl, self._ttl)
+        with self._lock:
+            for key, value in values.items():
+                self._items[key] = (expires, json.dumps(value))  # stored serialised: no shared mutation
+                self._items.move_to_end(key)
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
+
+    def delete_many(self, keys):
+        with self._lock:
+            for key in keys:
+                self._items.pop(key, None)
+
+
+class MemcachedCache(Cache):
+    def __init__(self, servers: list[str], prefix: str = "shutter:") -> None:
+        from pymemcache.client.hash import HashClient
+
+        hosts = []
+        for server in servers:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "11211")
+            hosts.append((host, int(port or 11211)))
+        self._hosts = hosts
+        self._prefix = prefix
+        # Short timeouts and no exceptions on a dead node: a cache outage slows
+        # reads down (they go to the database) but never fails them.
+        self._client = HashClient(
+            hosts, connect_timeout=0.5, timeout=0.5, use_pooling=True, ignore_exc=True,
+            retry_attempts=1, dead_timeout=5,
+        )
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    def get_many(self, keys):
+        if not keys:
+            return {}
+        raw = self._client.get_many([self._k(k) for k in keys]) or {}
+        plen = len(self._prefix)
+        return {(k.decode() if isinstance(k, bytes) else k)[plen:]: json.loads(v) for k, v in raw.items()}
+
+    def set_many(self, values, ttl=DEFAULT_TTL):
+        if values:
+            self._client.set_many({self._k(k): json.dumps(v) for k, v in values.items()}, expire=ttl, noreply=True)
+
+    def delete_many(self, keys):
+        if keys:
+            self._client.delete_many([self._k(k) for k in keys], noreply=False)
+
+    def check(self):
+        from pymemcache.client.base import Client
+
+        for host in self._hosts:
+            Client(host, connect_timeout=1, timeout=1).version()
+
+
+def cache_from_settings(settings) -> Cache:
+    if settings.memcached_servers:
+        return MemcachedCache(settings.memcached_servers)
+    return LocalCache()
