@@ -70,7 +70,6 @@ class Settings:
     signup_rate_limit: str = "20/hour"
     login_rate_limit: str = "30/minute"
     token_cache_seconds: int = 3600
-    shard_id: int = 1
     celebrity_threshold: int = 10_000
     feed_size: int = 800
 
@@ -126,7 +125,6 @@ class Settings:
             signup_rate_limit=get("SIGNUP_RATE_LIMIT", d.signup_rate_limit),
             login_rate_limit=get("LOGIN_RATE_LIMIT", d.login_rate_limit),
             token_cache_seconds=int(get("TOKEN_CACHE_SECONDS", d.token_cache_seconds)),
-            shard_id=int(get("SHARD_ID", d.shard_id)),
             celebrity_threshold=int(get("CELEBRITY_THRESHOLD", d.celebrity_threshold)),
             feed_size=int(get("FEED_SIZE", d.feed_size)),
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -194,8 +195,14 @@ def main() -> int:
             "flower": [PY, "-m", "celery", "-A", "tasks", "flower",
                        "--address=127.0.0.1", f"--port={flower_port}"],
         }
+        # gunicorn's workers are separate processes: Prometheus adds up their
+        # metrics through files in this folder, emptied at each start.
+        metrics_dir = VAR / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        web_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         for name, args in commands.items():
-            children.append(Child(name, args, env))
+            children.append(Child(name, args, web_env if name == "web" else env))
 
         started = time.monotonic()
         healthy = False
