@@ -44,4 +44,6 @@ timezone = "UTC"
 beat_schedule = {
     # Re-publishes undelivered outbox rows and photos stuck in `processing`.
     "sweep": {"task": "tasks.maintenance.sweep", "schedule": timedelta(seconds=60)},
+    # Re-ranks /media/popular into Redis (app/popular.py).
+    "compute-popular": {"task": "tasks.maintenance.compute_popular", "schedule": timedelta(seconds=60)},
 }

@@ -46,9 +46,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
     limiter.init_app(app)
-    from app.api import health, media, oauth, relationships, users
+    from app.api import feeds, health, media, oauth, relationships, users
 
-    for blueprint in (oauth.blp, users.blp, relationships.blp, media.blp):
+    for blueprint in (oauth.blp, users.blp, relationships.blp, media.blp, feeds.blp):
+        api.register_blueprint(blueprint)
+    from app.api import browse, engagement
+
+    for blueprint in (engagement.blp, browse.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)

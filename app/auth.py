@@ -51,7 +51,8 @@ def new_client_credentials() -> tuple[str, str]:
 
 def authenticate_client(session: Session, client_id: str, client_secret: str) -> Client | None:
     client = session.scalar(select(Client).where(Client.client_id == client_id))
-    if client is None or not hmac.compare_digest(client.client_secret, client_secret or ""):
+    # bytes: compare_digest raises TypeError on non-ASCII str
+    if client is None or not hmac.compare_digest(client.client_secret.encode(), (client_secret or "").encode()):
         return None
     return client
 

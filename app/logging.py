@@ -24,13 +24,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _redacting(make_record):
+    """Wraps the LogRecord factory: a record is masked as it is made, so whatever
+    handler gets it (gunicorn's, Celery's, which replace the root handlers, pytest's)
+    never sees the secret. A filter on the root handlers missed those."""
+    scrub = RedactingFilter()
+
+    def factory(*args, **kwargs):
+        record = make_record(*args, **kwargs)
+        try:
+            scrub.filter(record)
+        except Exception:  # a bad format string: the handler reports it, as logging does
+            pass
+        return record
+
+    factory.redacting = True
+    return factory
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    if not getattr(logging.getLogRecordFactory(), "redacting", False):
+        logging.setLogRecordFactory(_redacting(logging.getLogRecordFactory()))
 
 
 def scrub_sentry_event(event, _hint):

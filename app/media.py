@@ -1,22 +1,53 @@
 """Reading media: who may see a photo, and turning photos into v1 media objects.
 
 Hydration is batched (one query per kind of thing, whatever the number of
-photos), so a feed page never costs N+1 queries.
+photos), so a feed page never costs N+1 queries. Photo rows and user
+summaries go through the cache service: a multi-get, the misses loaded in
+one query and set back. Only `ready` photos are cached (a processing photo
+changes under the workers, which do not invalidate); the writers of what a
+cached entry holds delete its key after their commit (likes, comments,
+deletion → photo key; profile edits → user key).
 """
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, or_, select, union_all
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app import social
+from app.cache import photo_key, user_key
 from app.errors import NotAllowed, NotFound
-from app.serializers import media_json
-from models import Location, Photo, PhotoTag, Tag, User
+from app.serializers import comment_json, media_json
+from app.services import services
+from models import Block, Comment, Follow, Like, Location, Photo, PhotoTag, Tag, User
 
+LIKERS_SHOWN = 4
+COMMENTS_SHOWN = 8
+# A reader that loaded a row just before a writer's commit may set it back
+# after the writer's delete; a bounded TTL bounds how long that stale copy lives.
+PHOTO_TTL = 600
+
+_PHOTO_COLUMNS = [column.key for column in Photo.__table__.columns]
+_DATETIME_COLUMNS = {"created_at", "updated_at", "ready_at"}
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """What a user object in a media, comment or like list needs (no counts)."""
+
+    id: int
+    username: str
+    full_name: str
+    profile_picture_key: str | None
+
+
+# -- visibility --------------------------------------------------------------
 
 def visible_photo(session: Session, viewer_id: int, photo_id: int | None) -> Photo:
     """The photo if the viewer may see it; 404/400 in v1's words otherwise."""
-    photo = session.get(Photo, photo_id) if photo_id is not None else None
+    photo = load_photos(session, [photo_id]).get(photo_id) if photo_id is not None else None
     # Others see a photo once it is ready; the owner sees it processing or failed too.
     if photo is None or (photo.status != "ready" and photo.user_id != viewer_id):
         raise NotFound("invalid media id")
@@ -28,11 +59,115 @@ def visible_photo(session: Session, viewer_id: int, photo_id: int | None) -> Pho
     return photo
 
 
+def visible_to(viewer_id: int):
+    """A condition on Photo: ready, and its owner's media visible to the viewer.
+
+    Private owners show media to approved followers only; a block either way
+    hides everything. Use it in a query that joins User on Photo.user_id.
+    """
+    blocked = exists().where(or_(
+        and_(Block.blocker_id == viewer_id, Block.blocked_id == Photo.user_id),
+        and_(Block.blocker_id == Photo.user_id, Block.blocked_id == viewer_id),
+    ))
+    follows = exists().where(
+        Follow.follower_id == viewer_id, Follow.followee_id == Photo.user_id, Follow.status == "active")
+    return and_(
+        Photo.status == "ready",
+        ~blocked,
+        or_(Photo.user_id == viewer_id, User.is_private.is_(False), follows),
+    )
+
+
+def visible_photo_ids(session: Session, viewer_id: int, photo_ids) -> set[int]:
+    """Those of `photo_ids` the viewer may see."""
+    photo_ids = list(photo_ids)
+    if not photo_ids:
+        return set()
+    return set(session.scalars(
+        select(Photo.id).join(User, User.id == Photo.user_id)
+        .where(Photo.id.in_(photo_ids), visible_to(viewer_id))
+    ))
+
+
+# -- cached rows -------------------------------------------------------------
+
+def _photo_entry(photo: Photo) -> dict:
+    entry = {name: getattr(photo, name) for name in _PHOTO_COLUMNS}
+    for name in _DATETIME_COLUMNS:
+        if entry[name] is not None:
+            entry[name] = entry[name].isoformat()
+    return entry
+
+
+def _photo_from_entry(session: Session, entry: dict) -> Photo:
+    values = dict(entry)
+    for name in _DATETIME_COLUMNS:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    photo = Photo(**{name: values.get(name) for name in _PHOTO_COLUMNS})
+    make_transient_to_detached(photo)
+    # A persistent instance, as if loaded by the session (delete, refresh work on it).
+    return session.merge(photo, load=False)
+
+
+def load_photos(session: Session, photo_ids) -> dict[int, Photo]:
+    """Photos by id, from the cache where it has them; missing ids are left out."""
+    photo_ids = list(dict.fromkeys(photo_ids))
+    if not photo_ids:
+        return {}
+    cached = services.cache.get_many([photo_key(i) for i in photo_ids])
+    found = {i: _photo_from_entry(session, cached[photo_key(i)]) for i in photo_ids if photo_key(i) in cached}
+    missing = [i for i in photo_ids if i not in found]
+    if missing:
+        rows = session.scalars(
+            select(Photo).where(Photo.id.in_(missing)).execution_options(populate_existing=True)
+        ).all()
+        found.update((p.id, p) for p in rows)
+        services.cache.set_many({photo_key(p.id): _photo_entry(p) for p in rows if p.status == "ready"},
+                                ttl=PHOTO_TTL)
+    return found
+
+
+def ordered_photos(session: Session, photo_ids: list[int]) -> list[Photo]:
+    """`load_photos` in the order of `photo_ids`."""
+    photos = load_photos(session, photo_ids)
+    return [photos[i] for i in photo_ids if i in photos]
+
+
+def user_summaries(session: Session, user_ids) -> dict[int, UserSummary]:
+    user_ids = list(dict.fromkeys(user_ids))
+    if not user_ids:
+        return {}
+    cached = services.cache.get_many([user_key(i) for i in user_ids])
+    found = {i: UserSummary(**cached[user_key(i)]) for i in user_ids if user_key(i) in cached}
+    missing = [i for i in user_ids if i not in found]
+    if missing:
+        loaded = {
+            row.id: UserSummary(row.id, row.username, row.full_name, row.profile_picture_key)
+            for row in session.execute(
+                select(User.id, User.username, User.full_name, User.profile_picture_key).where(User.id.in_(missing)))
+        }
+        found.update(loaded)
+        services.cache.set_many({user_key(i): asdict(s) for i, s in loaded.items()})
+    return found
+
+
+# -- media objects -----------------------------------------------------------
+
+def _newest_per_photo(session: Session, columns, id_column, photo_column, photo_ids, limit: int):
+    """The `limit` newest rows per photo, in one query: a UNION ALL of per-photo
+    LIMITs, each an index range scan, so a photo with 100k likes costs the same."""
+    branches = [
+        select(*columns).where(photo_column == photo_id).order_by(id_column.desc()).limit(limit).subquery().select()
+        for photo_id in photo_ids
+    ]
+    return session.execute(union_all(*branches) if len(branches) > 1 else branches[0]).all()
+
+
 def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) -> list[dict]:
     if not photos:
         return []
     photo_ids = [p.id for p in photos]
-    owners = {u.id: u for u in session.scalars(select(User).where(User.id.in_({p.user_id for p in photos})))}
     location_ids = {p.location_id for p in photos if p.location_id}
     locations = {l.id: l for l in session.scalars(select(Location).where(Location.id.in_(location_ids)))} \
         if location_ids else {}
@@ -41,7 +176,57 @@ def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) 
         select(PhotoTag.photo_id, Tag.name).join(Tag, Tag.id == PhotoTag.tag_id).where(PhotoTag.photo_id.in_(photo_ids))
     ):
         tags.setdefault(photo_id, []).append(name)
+    liked_ids = [p.id for p in photos if p.like_count]
+    likes = _newest_per_photo(session, (Like.id, Like.photo_id, Like.user_id), Like.id, Like.photo_id,
+                              liked_ids, LIKERS_SHOWN) if liked_ids else []
+    commented_ids = [p.id for p in photos if p.comment_count]
+    comments = _newest_per_photo(
+        session, (Comment.id, Comment.photo_id, Comment.user_id, Comment.text, Comment.created_at),
+        Comment.id, Comment.photo_id, commented_ids, COMMENTS_SHOWN) if commented_ids else []
+    has_liked = set(session.scalars(
+        select(Like.photo_id).where(Like.user_id == viewer_id, Like.photo_id.in_(photo_ids))
+    )) if viewer_id is not None else set()
+    users = user_summaries(session, [p.user_id for p in photos] + [l.user_id for l in likes]
+                           + [c.user_id for c in comments])
+    likers: dict[int, list] = {}
+    for like in sorted(likes, key=lambda l: l.id, reverse=True):  # newest first, as v1 listed them
+        if like.user_id in users:
+            likers.setdefault(like.photo_id, []).append(users[like.user_id])
+    comment_data: dict[int, list] = {}
+    for comment in sorted(comments, key=lambda c: c.id):  # oldest first, as v1 listed them
+        if comment.user_id in users:
+            comment_data.setdefault(comment.photo_id, []).append(comment_json(comment, users[comment.user_id]))
     return [
-        media_json(p, owners[p.user_id], location=locations.get(p.location_id), tags=sorted(tags.get(p.id, [])))
+        media_json(p, users[p.user_id], location=locations.get(p.location_id), tags=sorted(tags.get(p.id, [])),
+                   likers=likers.get(p.id, []), comments=comment_data.get(p.id, []), user_has_liked=p.id in has_liked)
         for p in photos
     ]
+
+
+# -- lists -------------------------------------------------------------------
+
+def recent_ids(session: Session, viewer_id: int, *conditions, count: int, max_id: int | None = None,
+               min_id: int | None = None, tag_id: int | None = None) -> tuple[list[int], int | None]:
+    """Ids of the photos matching `conditions` (or tagged `tag_id`) that the viewer
+    may see, newest first, and the cursor of the next page (None at the end).
+
+    Cursors are exclusive: max_id pages back in time, min_id asks for newer ones.
+    Ids are time-ordered, so cursors and timestamps need no other column.
+    """
+    # A tag's photos are walked along photo_tags' primary key (tag_id, photo_id).
+    if tag_id is None:
+        cursor = Photo.id
+        query = select(Photo.id).join(User, User.id == Photo.user_id)
+    else:
+        cursor = PhotoTag.photo_id
+        query = (select(PhotoTag.photo_id).join(Photo, Photo.id == PhotoTag.photo_id)
+                 .join(User, User.id == Photo.user_id).where(PhotoTag.tag_id == tag_id))
+    query = query.where(visible_to(viewer_id), *conditions).order_by(cursor.desc()).limit(count + 1)
+    if max_id is not None:
+        query = query.where(cursor < max_id)
+    if min_id is not None:
+        query = query.where(cursor > min_id)
+    ids = list(session.scalars(query))
+    more = len(ids) > count
+    ids = ids[:count]
+    return ids, (ids[-1] if more else None)

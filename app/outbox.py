@@ -53,7 +53,7 @@ def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
             if signature is not None:
                 signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
         except Exception as error:  # the broker is unreachable: the sweeper will retry
-            log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__)
+            log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__, exc_info=True)
             session.execute(update(Outbox).where(Outbox.id == row.id).values(attempts=Outbox.attempts + 1))
             session.commit()
             # The broker is down: the rest would fail the same way, slowly.

@@ -21,10 +21,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import imaging, outbox
+from app import activity, imaging, outbox, tags
 from app.ids import shortcode
-from app.storage import Storage
-from models import Location, Photo, User, utcnow
+from app.storage import Storage, StorageError
+from models import Location, Outbox, Photo, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def derivative_key(photo_id: int, name: str) -> str:
 def downstream_task_names() -> list[str]:
     """What a photo that became ready sets off. Each feature adds its task here
     when it exists (fan-out, search, subscribers, push, share)."""
-    return []
+    return ["tasks.feeds.fan_out"]
 
 
 def _find_by_idempotency_key(session: Session, user_id: int, key: str | None) -> Photo | None:
@@ -106,6 +106,9 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
     try:
         session.add(photo)
         session.flush()  # the photo row before its outbox row (foreign key)
+        tags.attach(session, photo_id, fields.caption)
+        # Mentioned users see the activity once the photo is published (app.activity.page).
+        activity.record_mentions(session, user.id, photo, fields.caption)
         session.add(row)
         session.commit()
     except IntegrityError:
@@ -128,14 +131,27 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     if photo.attempts >= MAX_ATTEMPTS:
         mark_failed(session, photo_id, f"gave up after {photo.attempts} attempts")
         return False
-    session.execute(update(Photo).where(Photo.id == photo_id).values(attempts=Photo.attempts + 1))
+    # Counted before the work, so a run that kills its worker still counts;
+    # updated_at too, so the sweeper leaves alone a photo that is being worked on.
+    session.execute(update(Photo).where(Photo.id == photo_id)
+                    .values(attempts=Photo.attempts + 1, updated_at=utcnow()))
     session.commit()
-    result = imaging.make_derivatives(storage.get(photo.original_key))
-    derivatives = {}
-    for name, derivative in result.derivatives.items():
-        key = derivative_key(photo_id, name)
-        storage.put(key, derivative.data, derivative.content_type)
-        derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
+    try:
+        result = imaging.make_derivatives(storage.get(photo.original_key))
+        derivatives = {}
+        for name, derivative in result.derivatives.items():
+            key = derivative_key(photo_id, name)
+            storage.put(key, derivative.data, derivative.content_type)
+            derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
+    except StorageError:
+        # The storage failed, not the photo: this run ended in a known way and
+        # the task retries it, so it is given back. MAX_ATTEMPTS stops photos
+        # that kill their worker; counting retries too failed every photo
+        # uploaded during a one-minute S3 outage.
+        session.execute(update(Photo).where(Photo.id == photo_id, Photo.attempts > 0)
+                        .values(attempts=Photo.attempts - 1))
+        session.commit()
+        raise
     changed = session.execute(
         update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
         .values(derivatives=derivatives, blurhash=result.blurhash, width=result.width,
@@ -147,8 +163,12 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     return bool(changed)
 
 
-def publish_photo(session: Session, celery, photo_id: int) -> bool:
-    """processing → ready, once; the downstream work is promised in the same commit."""
+def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
+    """processing → ready, once; the downstream work is promised in the same commit.
+
+    `feeds` (app.feeds.FeedManager): the author's own feed gets the photo at
+    once, not behind the feed queue; fan_out does it again if this fails.
+    """
     photo = session.get(Photo, photo_id)
     if photo is None or photo.status != "processing" or not photo.derivatives:
         return False
@@ -160,9 +180,15 @@ def publish_photo(session: Session, celery, photo_id: int) -> bool:
         session.rollback()
         return False
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
+    tags.count_photo(session, photo_id, +1)
     row = outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names())
     session.add(row)
     session.commit()
+    if feeds is not None:
+        try:
+            feeds.add_own(photo_id, photo.user_id)
+        except Exception:  # redis.RedisError: the commit stands, fan_out repeats this
+            log.warning("photo %s: own feed not updated", photo_id, exc_info=True)
     outbox.deliver(session, celery, [row])
     return True
 
@@ -175,14 +201,26 @@ def mark_failed(session: Session, photo_id: int, reason: str) -> None:
     session.commit()
 
 
-def delete_photo(session: Session, storage: Storage, photo: Photo) -> None:
-    """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE."""
+def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) -> None:
+    """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE.
+
+    With `celery`, its removal from feeds is promised in the same commit
+    (tasks.feeds.remove_photo; the outbox row cannot reference the deleted photo).
+    """
     keys = [photo.original_key, *(d["key"] for d in (photo.derivatives or {}).values())]
     was_ready = photo.status == "ready"
+    if was_ready:  # before the delete: the photo's tag links go with it
+        tags.count_photo(session, photo.id, -1)
     session.delete(photo)
     if was_ready:
         session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count - 1))
+    unfeed = None
+    if celery is not None and was_ready:
+        unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo.id, "user_id": photo.user_id})
+        session.add(unfeed)
     session.commit()
+    if unfeed is not None:
+        outbox.deliver(session, celery, [unfeed])
     storage.delete(keys)
 
 

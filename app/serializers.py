@@ -54,6 +54,16 @@ def location_json(location) -> dict | None:
             "latitude": location.latitude, "longitude": location.longitude}
 
 
+def comment_json(comment, author) -> dict:
+    """v1's comment: `author` is the commenter (a User or a cached summary)."""
+    return {"id": str(comment.id), "created_time": str(int(comment.created_at.timestamp())),
+            "text": comment.text, "from": user_summary(author)}
+
+
+def tag_json(tag) -> dict:
+    return {"name": tag.name, "media_count": tag.media_count}
+
+
 def media_json(photo, owner, *, location=None, tags=(), likers=(), comments=(), user_has_liked=False) -> dict:
     derivatives = photo.derivatives or {}
     created = str(int(photo.created_at.timestamp()))

@@ -43,6 +43,12 @@ class Services:
         return cache_from_settings(self.settings)
 
     @cached_property
+    def feeds(self):
+        from app.feeds import FeedManager
+
+        return FeedManager(self.redis, self.db, self.settings)
+
+    @cached_property
     def tokens(self):
         from app.auth import TokenService
 

@@ -43,4 +43,4 @@ if _settings.sentry_dsn:
 
     sentry_sdk.init(dsn=_settings.sentry_dsn, send_default_pii=False, before_send=scrub_sentry_event)
 
-from tasks import maintenance, media  # noqa: E402,F401  (register the tasks)
+from tasks import feeds, maintenance, media  # noqa: E402,F401  (register the tasks)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery.utils.log import get_task_logger
 
-from app import pipeline
+from app import pipeline, popular
 from tasks import celery, services
 
 log = get_task_logger(__name__)
@@ -16,3 +16,10 @@ def sweep() -> dict:
     if any(result.values()):
         log.info("sweep re-published %s", result)
     return result
+
+
+@celery.task(name="tasks.maintenance.compute_popular")
+def compute_popular() -> int:
+    """Re-rank /media/popular (every minute): readers only read the Redis set."""
+    with services().db.read_session() as session:
+        return popular.compute(session, services().redis)

@@ -1,12 +1,14 @@
 """The media queue: derivatives, then publication. Thin wrappers over app.pipeline."""
 from __future__ import annotations
 
+import os
+
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 
 from app import pipeline
 from app.imaging import ImageRejected
-from app.storage import StorageError
+from app.storage import StorageError, StorageNotFound
 from tasks import celery, services
 
 log = get_task_logger(__name__)
@@ -14,18 +16,31 @@ log = get_task_logger(__name__)
 # Storage and database hiccups are retried with exponential backoff and jitter;
 # a file that turns out not to be an image fails at once.
 RETRYABLE = (StorageError, OperationalError, ConnectionError, TimeoutError)
+# The first retry waits up to PHOTO_RETRY_BACKOFF_SECONDS (whole seconds, at
+# least 1), each next one up to twice as long, never more than
+# PHOTO_RETRY_BACKOFF_MAX_SECONDS. Tests shorten them to see a storage outage
+# end within seconds; production keeps the defaults.
+RETRY_BACKOFF = int(os.environ.get("PHOTO_RETRY_BACKOFF_SECONDS") or 2)
+RETRY_BACKOFF_MAX = int(os.environ.get("PHOTO_RETRY_BACKOFF_MAX_SECONDS") or 300)
 
 
 class PhotoTask(celery.Task):
     abstract = True
     autoretry_for = RETRYABLE
     max_retries = 8
-    retry_backoff = 2
-    retry_backoff_max = 300
+    retry_backoff = RETRY_BACKOFF
+    retry_backoff_max = RETRY_BACKOFF_MAX
     retry_jitter = True
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         photo_id = args[0] if args else kwargs.get("photo_id")
+        if isinstance(exc, RETRYABLE) and not isinstance(exc, StorageNotFound):
+            # Retries ran out during an outage (S3, the database): the photo is
+            # fine, so it stays `processing` and the sweeper starts it again
+            # later. Failing it would lose the upload for good.
+            log.error("photo %s: %s still failing after %d retries (%s); left to the sweeper",
+                      photo_id, self.name, self.request.retries, type(exc).__name__)
+            return
         log.error("photo %s failed in %s: %s", photo_id, self.name, type(exc).__name__)
         with services().db.session() as session:
             pipeline.mark_failed(session, photo_id, f"{self.name}: {type(exc).__name__}: {exc}"[:500])
@@ -45,4 +60,4 @@ def process_photo(photo_id: int) -> None:
 @celery.task(base=PhotoTask, name="tasks.media.publish_photo")
 def publish_photo(photo_id: int) -> None:
     with services().db.session() as session:
-        pipeline.publish_photo(session, services().celery, photo_id)
+        pipeline.publish_photo(session, services().celery, photo_id, feeds=services().feeds)

@@ -27,9 +27,10 @@ from app.config import ROOT, Settings
 from models import Base, make_engine
 from tests.support import Shutter
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.workers"]
 
 STACK = os.environ.get("SHUTTER_TEST_STACK", "embedded")
+MEMCACHED_SERVER = os.environ.get("TEST_MEMCACHED_SERVERS", "127.0.0.1:11211")
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -84,6 +85,7 @@ def stack(tmp_path_factory):
         require_service("PostgreSQL", urls["database_url"], 5432)
         require_service("Redis", urls["redis_url"], 6379)
         require_service("RabbitMQ", urls["celery_broker_url"], 5672)
+        require_service("memcached", f"memcached://{MEMCACHED_SERVER}", 11211)
         _ensure_pg_database(urls["database_url"])
         _reset_postgresql(urls["database_url"])
         migrate(urls["database_url"])
@@ -110,6 +112,8 @@ def settings(stack, tmp_path) -> Settings:
         celery_broker_url=stack["celery_broker_url"],
         media_root=str(tmp_path / "media"),
         public_url="http://localhost",
+        # Production caches in memcached (MEMCACHED_SERVERS); the embedded stack in-process.
+        memcached_servers=[MEMCACHED_SERVER] if STACK == "production" else [],
     )
 
 
@@ -131,6 +135,22 @@ def shutter(client) -> Shutter:
     return Shutter(client)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing():
+    """Real argon2id, at its cheapest cost: the same code runs, in ~1 ms a hash
+    instead of 50–300 ms (as Django advises for test suites). Production keeps
+    argon2-cffi's defaults."""
+    from argon2 import PasswordHasher, profiles
+
+    import app.auth as auth
+
+    saved = auth._hasher, auth._DUMMY_HASH
+    auth._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+    auth._DUMMY_HASH = auth._hasher.hash("not-a-real-password")
+    yield
+    auth._hasher, auth._DUMMY_HASH = saved
+
+
 @pytest.fixture(autouse=True)
 def _clean_state(request):
     """Every test starts with empty tables and an empty Redis."""
@@ -141,10 +161,8 @@ def _clean_state(request):
     engine = make_engine(stack["database_url"])
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
+        # DELETE, children first: on a test's few rows it is ~10x faster than TRUNCATE on PostgreSQL.
+        for table in tables:
+            connection.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
     redis_lib.Redis.from_url(stack["redis_url"]).flushdb()

@@ -19,6 +19,16 @@ def basic_auth(username: str, password: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
 
+def assert_error(response, code: int, error_type: str) -> dict:
+    """The v1 error envelope, with the same HTTP status; returns its meta."""
+    assert response.status_code == code, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    meta = response.json["meta"]
+    assert meta["code"] == code and meta["error_type"] == error_type, meta
+    assert meta["error_message"]
+    return meta
+
+
 class Shutter:
     def __init__(self, client) -> None:
         self.client = client

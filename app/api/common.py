@@ -67,7 +67,7 @@ def parse_id(raw: str | None, what: str = "id") -> int | None:
         return None
     # Media ids are "<photo id>_<owner id>" as in v1; the photo id alone is enough.
     head = raw.split("_", 1)[0]
-    if not head.isdigit() or int(head) > MAX_ID:
+    if not (head.isascii() and head.isdigit()) or int(head) > MAX_ID:  # isdigit() alone takes "²", "٣"
         raise InvalidParameters(f"invalid {what}: {raw!r}")
     return int(head)
 
@@ -96,7 +96,7 @@ def _check_signature(client: Client, enforce: bool) -> None:
         return
     endpoint = request.path[3:] if request.path.startswith("/v1/") else request.path
     expected = request_signature(client.client_secret, endpoint, params)
-    if sig is None or not hmac.compare_digest(expected, sig):
+    if sig is None or not hmac.compare_digest(expected.encode(), sig.encode()):  # bytes: sig may be non-ASCII
         raise ForbiddenSignature("Invalid signed-request: missing or wrong sig")
 
 

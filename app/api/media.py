@@ -5,9 +5,10 @@ import marshmallow as ma
 from flask import request
 from flask_smorest import Blueprint
 
-from app import pipeline
+from app import activity, pipeline
 from app.api.common import Schema, current_user, db, ok, parse_id, require_token
 from app.errors import APIError, InvalidParameters, NotFound
+from app.cache import photo_key
 from app.ids import id_from_shortcode
 from app.imaging import ImageRejected
 from app.media import media_objects, visible_photo
@@ -70,6 +71,7 @@ def upload(args):
     except ImageRejected as error:
         raise APIError(error.message, code=415 if error.error_type == "APIUnsupportedMediaType" else 400,
                        error_type=error.error_type)
+    activity.publish_pending(db(), services.redis)  # the caption's @mentions
     return ok(media_objects(db(), [photo], current_user().id)[0], code=202)
 
 
@@ -100,5 +102,6 @@ def delete_media(media_id):
     photo = visible_photo(session, current_user().id, parse_id(media_id, "media id"))
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
-    pipeline.delete_photo(session, services.storage, photo)
+    pipeline.delete_photo(session, services.storage, photo, services.celery)
+    services.cache.delete_many([photo_key(photo.id)])
     return ok(None)

@@ -87,7 +87,10 @@ def _scopes(raw: str) -> list[str]:
 def _same_redirect(registered: str, given: str) -> bool:
     """v1 accepted a redirect_uri on the registered host and under its path."""
     reg, got = urlsplit(registered), urlsplit(given)
-    return (reg.scheme, reg.netloc) == (got.scheme, got.netloc) and got.path.startswith(reg.path.rstrip("/"))
+    base = reg.path.rstrip("/")
+    # under the path: "/callback/ios", but not "/callback.evil" nor "/callback/../evil"
+    under = (got.path == base or got.path.startswith(base + "/")) and "/../" not in f"{got.path}/"
+    return (reg.scheme, reg.netloc) == (got.scheme, got.netloc) and under
 
 
 @blp.route("/oauth/access_token", methods=["POST"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 import marshmallow as ma
 from flask_smorest import Blueprint
 
-from app import social
+from app import activity, social
 from app.api.common import Schema, current_user, db, ok, require_token, user_or_404
 from app.errors import InvalidParameters, NotFound
+from app.services import services
 
 blp = Blueprint("relationships", __name__, url_prefix="/v1", description="Follows, requests and blocks")
 
@@ -15,11 +16,11 @@ class RelationshipArgs(Schema):
     action = ma.fields.String(required=True, validate=ma.validate.OneOf(social.ACTIONS))
 
 
-def _target(user_id: str):
-    if user_id == "self":
+def _target(user_id: str, *, hide_if_blocked: bool = True):
+    target = None if user_id == "self" else user_or_404(user_id)
+    if target is None or target.id == current_user().id:
         raise InvalidParameters("A relationship needs another user's id, not self.")
-    target = user_or_404(user_id)
-    if social.is_blocked(db(), target.id, current_user().id):
+    if hide_if_blocked and social.is_blocked(db(), target.id, current_user().id):
         raise NotFound("this user does not exist")
     return target
 
@@ -37,7 +38,11 @@ def get_relationship(user_id):
 def change_relationship(args, user_id):
     """follow | unfollow | block | unblock | approve | ignore."""
     session = db()
-    target = _target(user_id)
-    social.apply(session, current_user(), target, args["action"])
+    # Whom they blocked still answers here: follow says APINotAllowedError, block back works.
+    target = _target(user_id, hide_if_blocked=False)
+    change = social.apply(session, current_user(), target, args["action"])
+    activity.follow_changed(session, current_user().id, target.id, change)
     session.commit()
+    activity.publish_pending(session, services.redis)
+    services.feeds.apply_change(session, change)
     return ok(social.relationship(session, current_user().id, target))

@@ -9,9 +9,10 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app import social
+from app import activity, social
 from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
 from app.auth import hash_password
+from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.serializers import user_full, user_summary
@@ -20,7 +21,7 @@ from models import Block, Follow, User
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
-USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
+USERNAME = re.compile(r"\A[A-Za-z0-9._]{1,30}\Z")  # \Z: "$" would let a trailing newline in
 
 
 class SignupArgs(Schema):
@@ -93,9 +94,16 @@ def edit_profile(args):
     was_private = user.is_private
     for field, value in args.items():
         setattr(user, field, value)
+    approved = []
     if was_private and not user.is_private:
-        social.approve_all_requests(session, user)
+        approved = social.approve_all_requests(session, user)
+        for pair in approved:
+            activity.follow_started(session, *pair)
     session.commit()
+    activity.publish_pending(session, services.redis)
+    for pair in approved:  # their feeds get this account's photos
+        services.feeds.apply_change(session, social.Change("approve", follow_started=pair))
+    services.cache.delete_many([user_key(user.id)])  # cached summaries: name, picture
     session.refresh(user)
     return ok(user_full(user))
 

@@ -1,0 +1,208 @@
+"""The activity feed: likes, comments, follows, follow requests and mentions.
+
+The `activities` table is the truth: rows are inserted and deleted in the
+same transaction as the like, comment or follow they describe. Redis holds
+a capped copy of each user's newest activity ids, `activity:{user}`, a sorted
+set whose members are zero-padded ids with score 0, so that lexicographic
+order is id order (64-bit ids do not fit a float score exactly).
+
+The member SENTINEL ("0", lower than every padded id) marks a copy that is
+complete up to the cap. Writes add to whatever is there; a reader that finds
+no sentinel (new server, eviction, FLUSHDB) rebuilds from the database by
+merging, so a write racing the rebuild is never lost. An id whose row is
+gone is dropped when a reader meets it.
+
+Writers record rows with `record`/`remove`, commit, then call
+`publish_pending` to mirror what the transaction did into Redis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from app import social, text
+from models import Activity, Block, Comment, User
+
+CAP = 100
+TTL_SECONDS = 30 * 24 * 3600  # an inactive user's copy goes; the rows stay
+SENTINEL = "0"
+TYPES = ("like", "comment", "follow", "follow_request", "mention")
+
+
+def key(user_id: int) -> str:
+    return f"activity:{user_id}"
+
+
+def _member(activity_id: int) -> str:
+    return f"{activity_id:020d}"
+
+
+@dataclass
+class _Pending:
+    added: list[tuple[int, int]] = field(default_factory=list)  # (recipient, activity id)
+    removed: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _pending(session: Session) -> _Pending:
+    return session.info.setdefault("activity_pending", _Pending())
+
+
+def record(session: Session, recipient_id: int, actor_id: int, type_: str,
+           photo_id: int | None = None, comment_id: int | None = None) -> Activity | None:
+    """Insert an activity row in the caller's transaction; none for acting on yourself."""
+    if recipient_id == actor_id:
+        return None
+    row = Activity(user_id=recipient_id, actor_id=actor_id, type=type_, photo_id=photo_id, comment_id=comment_id)
+    session.add(row)
+    session.flush()
+    _pending(session).added.append((recipient_id, row.id))
+    return row
+
+
+def record_mentions(session: Session, actor_id: int, photo, written: str | None,
+                    comment_id: int | None = None, skip: set[int] | frozenset = frozenset()) -> None:
+    """A `mention` for each existing user named in `written` who may see the photo."""
+    names = text.mentions(written)
+    if not names:
+        return
+    owner = session.get(User, photo.user_id)
+    for user in session.scalars(select(User).where(User.username_key.in_(names)).order_by(User.id)):
+        if user.id not in skip and social.can_view_media(session, user.id, owner):
+            record(session, user.id, actor_id, "mention", photo.id, comment_id)
+
+
+def remove(session: Session, *conditions) -> None:
+    """Delete the activity rows matching `conditions` in the caller's transaction."""
+    rows = session.execute(delete(Activity).where(*conditions).returning(Activity.id, Activity.user_id)).all()
+    _pending(session).removed.extend((user_id, activity_id) for activity_id, user_id in rows)
+
+
+def discard_pending(session: Session) -> None:
+    """After a rollback: what was recorded never happened."""
+    session.info.pop("activity_pending", None)
+
+
+def publish_pending(session: Session, redis) -> None:
+    """Mirror the committed transaction's activity changes into Redis."""
+    pending: _Pending | None = session.info.pop("activity_pending", None)
+    if pending is None or not (pending.added or pending.removed):
+        return
+    pipe = redis.pipeline(transaction=False)
+    for user_id, activity_id in pending.added:
+        pipe.zadd(key(user_id), {_member(activity_id): 0})
+        # Rank 0 is the sentinel; keep it and the CAP newest ids.
+        pipe.zremrangebyrank(key(user_id), 1, -(CAP + 1))
+        pipe.expire(key(user_id), TTL_SECONDS)
+    for user_id, activity_id in pending.removed:
+        pipe.zrem(key(user_id), _member(activity_id))
+    pipe.execute()
+
+
+def _rebuild(session: Session, redis, user_id: int) -> None:
+    ids = session.scalars(
+        select(Activity.id).where(Activity.user_id == user_id).order_by(Activity.id.desc()).limit(CAP)
+    ).all()
+    pipe = redis.pipeline(transaction=True)
+    pipe.zadd(key(user_id), {SENTINEL: 0, **{_member(i): 0 for i in ids}})
+    pipe.zremrangebyrank(key(user_id), 1, -(CAP + 1))
+    pipe.expire(key(user_id), TTL_SECONDS)
+    pipe.execute()
+
+
+def _page_ids(session: Session, redis, user_id: int, count: int, max_id: int | None) -> list[int]:
+    """Up to count + 1 activity ids below max_id, newest first."""
+    if redis.zscore(key(user_id), SENTINEL) is None:
+        _rebuild(session, redis, user_id)
+    upper = f"({_member(max_id)}" if max_id is not None else "+"
+    members = redis.zrange(key(user_id), upper, f"({SENTINEL}", desc=True, bylex=True, offset=0, num=count + 1)
+    if len(members) > count or redis.zcard(key(user_id)) <= CAP:
+        return [int(m) for m in members]
+    # Past the capped copy: older activity is read from the table.
+    query = select(Activity.id).where(Activity.user_id == user_id).order_by(Activity.id.desc()).limit(count + 1)
+    if max_id is not None:
+        query = query.where(Activity.id < max_id)
+    return list(session.scalars(query))
+
+
+def page(session: Session, redis, user_id: int, count: int, max_id: int | None) -> tuple[list[Activity], int | None]:
+    """A page of the user's activity, newest first, and the next max_id (None at the end).
+
+    Activity by or about users blocked either way is left out, and so is
+    activity whose media the user cannot see (yet): a caption mention shows
+    once the photo is published.
+    """
+    from app.media import visible_photo_ids
+
+    ids = _page_ids(session, redis, user_id, count, max_id)
+    more = len(ids) > count
+    ids = ids[:count]
+    rows = {a.id: a for a in session.scalars(select(Activity).where(Activity.id.in_(ids)))} if ids else {}
+    stale = [i for i in ids if i not in rows]
+    if stale:
+        redis.zrem(key(user_id), *(_member(i) for i in stale))
+    actors = {a.actor_id for a in rows.values()}
+    blocked = set()
+    if actors:
+        for blocker, blocked_id in session.execute(select(Block.blocker_id, Block.blocked_id).where(or_(
+            (Block.blocker_id == user_id) & Block.blocked_id.in_(actors),
+            (Block.blocked_id == user_id) & Block.blocker_id.in_(actors),
+        ))):
+            blocked.add(blocked_id if blocker == user_id else blocker)
+    photo_ids = {a.photo_id for a in rows.values() if a.photo_id}
+    visible = visible_photo_ids(session, user_id, photo_ids)
+    shown = [rows[i] for i in ids if i in rows and rows[i].actor_id not in blocked
+             and (rows[i].photo_id is None or rows[i].photo_id in visible)]
+    return shown, (ids[-1] if more else None)
+
+
+def objects(session: Session, rows: list[Activity], viewer_id: int) -> list[dict]:
+    """The feed's JSON for `rows`: {"id", "type", "created_time", "from", "media", "comment"}."""
+    from app.media import media_objects, ordered_photos, user_summaries
+    from app.serializers import comment_json, user_summary
+
+    actors = user_summaries(session, {a.actor_id for a in rows})
+    photos = ordered_photos(session, list(dict.fromkeys(a.photo_id for a in rows if a.photo_id)))
+    media = {p.id: m for p, m in zip(photos, media_objects(session, photos, viewer_id))}
+    comment_ids = [a.comment_id for a in rows if a.comment_id]
+    comments = {c.id: c for c in session.scalars(select(Comment).where(Comment.id.in_(comment_ids)))} \
+        if comment_ids else {}
+    return [
+        {
+            "id": str(a.id),
+            "type": a.type,
+            "created_time": str(int(a.created_at.timestamp())),
+            "from": user_summary(actors[a.actor_id]),
+            "media": media.get(a.photo_id),
+            "comment": comment_json(comments[a.comment_id], actors[a.actor_id]) if a.comment_id in comments else None,
+        }
+        for a in rows if a.actor_id in actors
+    ]
+
+
+# -- the social graph ----------------------------------------------------------
+
+def follow_started(session: Session, follower_id: int, followee_id: int) -> None:
+    """An active follow: a `follow` for the followee, replacing the request it may answer."""
+    follow_ended(session, follower_id, followee_id)
+    record(session, followee_id, follower_id, "follow")
+
+
+def follow_ended(session: Session, follower_id: int, followee_id: int) -> None:
+    """A follow or request that is gone takes its activity with it."""
+    remove(session, Activity.user_id == followee_id, Activity.actor_id == follower_id,
+           Activity.type.in_(("follow", "follow_request")))
+
+
+def follow_changed(session: Session, viewer_id: int, target_id: int, change) -> None:
+    """The activity of a relationship action (an app.social.Change), in its transaction."""
+    if change.follow_started:
+        follow_started(session, *change.follow_started)
+    if change.follow_requested:
+        follower_id, followee_id = change.follow_requested
+        record(session, followee_id, follower_id, "follow_request")
+    if change.action in ("unfollow", "block"):
+        follow_ended(session, viewer_id, target_id)
+    if change.action in ("ignore", "block"):
+        follow_ended(session, target_id, viewer_id)

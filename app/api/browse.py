@@ -1,0 +1,138 @@
+"""Lists of media: a user's, a tag's, a location's, and the popular ones; tags and locations."""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+
+from app import popular, social, tags, text
+from app.api.common import PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
+from app.errors import InvalidParameters, NotAllowed, NotFound
+from app.ids import min_id_for_millis
+from app.media import media_objects, ordered_photos, recent_ids, visible_photo_ids
+from app.serializers import location_json, tag_json
+from app.services import services
+from models import Location, Photo
+
+blp = Blueprint("browse", __name__, url_prefix="/v1", description="Media by user, tag, location; popular")
+
+
+class RecentArgs(PageArgs):
+    max_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=2**40))
+    min_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=2**40))
+
+
+class TagPageArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    max_tag_id = ma.fields.String(load_default=None)
+    min_tag_id = ma.fields.String(load_default=None)
+
+
+class TagSearchArgs(Schema):
+    q = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+
+
+class CountArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+
+
+def _recent_page(args, *conditions):
+    """A page of media for `conditions`, with v1's max_id/min_id/timestamp parameters."""
+    if args["max_timestamp"] is not None:  # photos made up to the end of that second
+        conditions += (Photo.id < min_id_for_millis((args["max_timestamp"] + 1) * 1000),)
+    if args["min_timestamp"] is not None:
+        conditions += (Photo.id >= min_id_for_millis(args["min_timestamp"] * 1000),)
+    viewer = current_user()
+    ids, cursor = recent_ids(db(), viewer.id, *conditions, count=args["count"],
+                             max_id=parse_id(args["max_id"], "max_id"), min_id=parse_id(args["min_id"], "min_id"))
+    return ok(media_objects(db(), ordered_photos(db(), ids), viewer.id),
+              pagination=next_page("next_max_id", cursor, url_param="max_id"))
+
+
+@blp.route("/users/<user_id>/media/recent", methods=["GET"])
+@require_token()
+@blp.arguments(RecentArgs, location="query")
+def user_media(args, user_id):
+    """A user's published media, newest first."""
+    owner = user_or_404(user_id)
+    if social.is_blocked(db(), owner.id, current_user().id):
+        raise NotFound("this user does not exist")
+    if not social.can_view_media(db(), current_user().id, owner):
+        raise NotAllowed("you cannot view this user's media")
+    return _recent_page(args, Photo.user_id == owner.id)
+
+
+def _tag_name(name: str) -> str:
+    normal = text.normal_tag_name(name)
+    if normal is None:
+        raise InvalidParameters("invalid tag name: letters, digits and '_' only, up to 100")
+    return normal
+
+
+@blp.route("/tags/<name>", methods=["GET"])
+@require_token()
+def get_tag(name):
+    """A tag and how many published media carry it."""
+    name = _tag_name(name)
+    tag = tags.get(db(), name)
+    return ok(tag_json(tag) if tag else {"name": name, "media_count": 0})
+
+
+@blp.route("/tags/<name>/media/recent", methods=["GET"])
+@require_token()
+@blp.arguments(TagPageArgs, location="query")
+def tag_media(args, name):
+    """Media tagged with this tag, newest first (count, max_tag_id, min_tag_id)."""
+    tag = tags.get(db(), _tag_name(name))
+    max_id, min_id = parse_id(args["max_tag_id"], "max_tag_id"), parse_id(args["min_tag_id"], "min_tag_id")
+    viewer = current_user()
+    ids, cursor = recent_ids(db(), viewer.id, count=args["count"], max_id=max_id, min_id=min_id,
+                             tag_id=tag.id) if tag else ([], None)
+    return ok(media_objects(db(), ordered_photos(db(), ids), viewer.id),
+              pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
+
+
+@blp.route("/tags/search", methods=["GET"])
+@require_token()
+@blp.arguments(TagSearchArgs, location="query")
+def search_tags(args):
+    """Tags starting with q, the most used first."""
+    q = args["q"].lstrip("#")
+    if text.normal_tag_name(q) is None:
+        raise InvalidParameters("q: letters, digits and '_' only")
+    return ok([tag_json(t) for t in tags.search(db(), q, args["count"])])
+
+
+def _location(location_id: str) -> Location:
+    location = db().get(Location, parse_id(location_id, "location id"))
+    if location is None:
+        raise NotFound("invalid location id")
+    return location
+
+
+@blp.route("/locations/<location_id>", methods=["GET"])
+@require_token()
+def get_location(location_id):
+    """A location."""
+    return ok(location_json(_location(location_id)))
+
+
+@blp.route("/locations/<location_id>/media/recent", methods=["GET"])
+@require_token()
+@blp.arguments(RecentArgs, location="query")
+def location_media(args, location_id):
+    """Media at this location, newest first."""
+    return _recent_page(args, Photo.location_id == _location(location_id).id)
+
+
+@blp.route("/media/popular", methods=["GET"])
+@require_token()
+@blp.arguments(CountArgs, location="query")
+def popular_media(args):
+    """Popular recent media (ranked every minute by likes and comments, with time decay)."""
+    viewer = current_user()
+    # Ranked for everyone; the viewer's own blocks are applied here.
+    ids = popular.ranked_ids(services.redis, args["count"])
+    visible = visible_photo_ids(db(), viewer.id, ids)
+    photos = ordered_photos(db(), [i for i in ids if i in visible])
+    return ok(media_objects(db(), photos, viewer.id))

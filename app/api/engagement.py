@@ -1,0 +1,115 @@
+"""Likes, comments, the media you liked, and your activity feed."""
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+
+from app import activity, engagement
+from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
+from app.media import media_objects, ordered_photos, user_summaries, visible_photo
+from app.serializers import comment_json, user_summary
+from app.services import services
+
+blp = Blueprint("engagement", __name__, url_prefix="/v1", description="Likes, comments and activity")
+
+
+class LikePageArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    max_like_id = ma.fields.String(load_default=None)
+
+
+class ActivityArgs(Schema):
+    count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+    max_id = ma.fields.String(load_default=None)
+
+
+class CommentArgs(Schema):
+    text = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=300))
+
+    @ma.validates("text")
+    def not_blank(self, value, **_kwargs):
+        if not value.strip():
+            raise ma.ValidationError("a comment needs some text")
+
+
+def _photo(media_id: str):
+    return visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
+
+
+@blp.route("/media/<media_id>/likes", methods=["GET"])
+@require_token()
+@blp.arguments(LikePageArgs, location="query")
+def get_likes(args, media_id):
+    """The users who liked this media, newest first (count, max_like_id)."""
+    user_ids, cursor = engagement.likers(db(), _photo(media_id), args["count"],
+                                         parse_id(args["max_like_id"], "max_like_id"))
+    users = user_summaries(db(), user_ids)
+    return ok([user_summary(users[i]) for i in user_ids if i in users],
+              pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
+
+
+@blp.route("/media/<media_id>/likes", methods=["POST"])
+@require_token("likes")
+def like(media_id):
+    """Like this media (liking twice changes nothing)."""
+    engagement.like(db(), services.redis, services.cache, current_user().id, _photo(media_id))
+    return ok(None)
+
+
+@blp.route("/media/<media_id>/likes", methods=["DELETE"])
+@require_token("likes")
+def unlike(media_id):
+    """Take your like back."""
+    engagement.unlike(db(), services.redis, services.cache, current_user().id, _photo(media_id))
+    return ok(None)
+
+
+@blp.route("/media/<media_id>/comments", methods=["GET"])
+@require_token()
+@blp.arguments(CursorArgs, location="query")
+def get_comments(args, media_id):
+    """This media's comments, oldest first (count, cursor)."""
+    rows, cursor = engagement.comments(db(), _photo(media_id), args["count"], parse_id(args["cursor"], "cursor"))
+    users = user_summaries(db(), [c.user_id for c in rows])
+    return ok([comment_json(c, users[c.user_id]) for c in rows if c.user_id in users],
+              pagination=next_page("next_cursor", cursor, url_param="cursor"))
+
+
+@blp.route("/media/<media_id>/comments", methods=["POST"])
+@require_token("comments")
+@blp.arguments(CommentArgs, location="form")
+def comment(args, media_id):
+    """Comment on this media (text: 1–300 characters; @mentions notify)."""
+    viewer = current_user()
+    row = engagement.add_comment(db(), services.redis, services.cache, viewer.id, _photo(media_id), args["text"])
+    return ok(comment_json(row, viewer))
+
+
+@blp.route("/media/<media_id>/comments/<comment_id>", methods=["DELETE"])
+@require_token("comments")
+def delete_comment(media_id, comment_id):
+    """Delete a comment: yours, or any on your media."""
+    engagement.delete_comment(db(), services.redis, services.cache, current_user().id, _photo(media_id),
+                              parse_id(comment_id, "comment id"))
+    return ok(None)
+
+
+@blp.route("/users/self/media/liked", methods=["GET"])
+@require_token()
+@blp.arguments(LikePageArgs, location="query")
+def liked_media(args):
+    """The media you liked, newest like first (count, max_like_id)."""
+    viewer = current_user()
+    photo_ids, cursor = engagement.liked(db(), viewer.id, args["count"], parse_id(args["max_like_id"], "max_like_id"))
+    return ok(media_objects(db(), ordered_photos(db(), photo_ids), viewer.id),
+              pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
+
+
+@blp.route("/users/self/activity", methods=["GET"])
+@require_token()
+@blp.arguments(ActivityArgs, location="query")
+def activity_feed(args):
+    """Likes, comments, follows, follow requests and mentions of you, newest first (count, max_id)."""
+    viewer = current_user()
+    rows, cursor = activity.page(db(), services.redis, viewer.id, args["count"], parse_id(args["max_id"], "max_id"))
+    return ok(activity.objects(db(), rows, viewer.id), pagination=next_page("next_max_id", cursor, url_param="max_id"))

@@ -1,0 +1,337 @@
+"""Home feeds: fan-out on write into Redis, rebuilt from the database on read.
+
+Mastodon's FeedManager is the model. Two kinds of sorted sets:
+
+  feed:{user}   photo ids of the user's own photos and of the accounts they
+                actively follow, capped at settings.feed_size.
+  posts:{user}  a celebrity's own recent photos (same cap). Celebrities
+                (followed_by_count > settings.celebrity_threshold) are not
+                fanned out; their followers' reads merge these sets instead.
+                Redis rather than one database query per read: the merge is
+                then the same range query as the feed, in the same round trip,
+                costing O(log n + count) per celebrity however many photos
+                they have, and the hottest read stays off the photos table.
+
+Ids and scores. Photo ids are 63-bit integers but zset scores are doubles
+(53-bit mantissa), so float(id) rounds: neighbouring ids (up to ~512 apart
+today) can share a score. Members are str(id) and every id is 19 decimal
+digits (ids passed 10**18 in 2014 and stay below 2**63), so lexicographic
+order of members is numeric order; rounding is monotonic and Redis orders
+equal scores by member, so ZREVRANGE order is exactly numeric order. Score
+bounds for cursors are therefore inclusive and fuzzy: `_range` fetches by
+score, then drops the tie members beyond the cursor on the client, fetching
+more when ties ate into the page.
+
+Built or not. A set built from the database holds the sentinel member "0"
+(score 0, always rank 0; the trims start at rank 1 to keep it). A missing
+set (flushed, evicted, new server) or one that fan-out created by writing
+into a missing key has no sentinel and is (re)built on the next read; an
+empty feed keeps its sentinel, so it is not rebuilt on every request.
+Building is one ZADD of the database's ids into the key: atomic, merging
+with anything fan-out wrote meanwhile (a RENAME would drop those), and two
+racing builds write the same members, so no lock is needed.
+
+What the sets hold is a superset of what may be shown: reads hydrate the
+page in one query that keeps only ready photos of the viewer and of the
+accounts they actively follow, so a stale id (a fan-out racing an unfollow,
+a delete racing a fan-out) costs a slot, never a leak.
+"""
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import ResponseError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from models import Block, Database, Follow, Photo, User
+
+log = logging.getLogger(__name__)
+
+CHUNK = 2000  # followers per fan-out task and per Redis round trip
+BUILT = "0"  # the sentinel member of a set built from the database
+SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
+
+
+def feed_key(user_id: int) -> str:
+    return f"feed:{user_id}"
+
+
+def posts_key(user_id: int) -> str:
+    return f"posts:{user_id}"
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+class FeedManager:
+    def __init__(self, redis, db: Database, settings: Settings) -> None:
+        self.redis = redis
+        self.db = db
+        self.settings = settings
+
+    @property
+    def _trim_stop(self) -> int:
+        # ZREMRANGEBYRANK key 1 stop: keep rank 0 (the sentinel) and the newest feed_size.
+        return -(self.settings.feed_size + 1)
+
+    def is_celebrity(self, followed_by_count: int) -> bool:
+        return followed_by_count > self.settings.celebrity_threshold
+
+    # -- writing ------------------------------------------------------------
+    def add_own(self, photo_id: int, author_id: int, *, celebrity: bool = False) -> None:
+        """The author's own feed (and a celebrity's posts set) get a photo that became ready."""
+        pipe = self.redis.pipeline(transaction=False)
+        keys = [feed_key(author_id)] + ([posts_key(author_id)] if celebrity else [])
+        for key in keys:
+            pipe.zadd(key, {str(photo_id): float(photo_id)})
+            pipe.zremrangebyrank(key, 1, self._trim_stop)
+        pipe.execute()
+
+    def deliver(self, photo_id: int, follower_ids: list[int]) -> None:
+        """ZADD + trim into each follower's feed, in one round trip.
+
+        The protocol is packed here rather than by redis-py's pipeline, whose
+        per-command bookkeeping costs about three times what Redis spends
+        executing ZADD and ZREMRANGEBYRANK; the replies are still read by the
+        connection's own (hiredis) parser.
+        """
+        if not follower_ids:
+            return
+        zadd_tail = _bulk(repr(float(photo_id)).encode()) + _bulk(str(photo_id).encode())
+        trim_tail = _bulk(b"1") + _bulk(str(self._trim_stop).encode())
+        parts = []
+        for follower_id in follower_ids:
+            key = _bulk(b"feed:%d" % follower_id)
+            parts.append(b"*4\r\n$4\r\nZADD\r\n" + key + zadd_tail)
+            parts.append(b"*4\r\n$15\r\nZREMRANGEBYRANK\r\n" + key + trim_tail)
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([b"".join(parts)])
+            error = None
+            for _ in range(len(parts)):
+                try:
+                    connection.read_response()
+                except ResponseError as reply:  # e.g. WRONGTYPE: read the rest, then raise
+                    error = error or reply
+            if error is not None:
+                raise error
+        except BaseException:
+            connection.disconnect()  # never hand back a connection with replies unread
+            raise
+        finally:
+            pool.release(connection)
+
+    def fan_out(self, photo_id: int, after: int = 0, chunk: int = CHUNK) -> int | None:
+        """Deliver a ready photo to one chunk of its author's active followers.
+
+        Followers are paged by follow id, which the index (followee_id, status,
+        id) serves without sorting; returns the cursor of the next chunk, or
+        None when done. Idempotent: ZADD of a member already there changes nothing.
+        """
+        with self.db.session() as session:
+            row = session.execute(
+                select(Photo.user_id, Photo.status, User.followed_by_count)
+                .join(User, User.id == Photo.user_id).where(Photo.id == photo_id)
+            ).first()
+            if row is None or row.status != "ready":
+                return None  # deleted meanwhile, or not ready (a stray delivery)
+            celebrity = self.is_celebrity(row.followed_by_count)
+            if after == 0:
+                # Again here (publish_photo did it already) in case that call failed.
+                self.add_own(photo_id, row.user_id, celebrity=celebrity)
+            if celebrity:
+                return None  # read-time merge from posts:{author} instead
+            follows = session.execute(
+                select(Follow.id, Follow.follower_id)
+                .where(Follow.followee_id == row.user_id, Follow.status == "active", Follow.id > after)
+                .order_by(Follow.id).limit(chunk)
+            ).all()
+        self.deliver(photo_id, [f.follower_id for f in follows])
+        return follows[-1].id if len(follows) == chunk else None
+
+    def fan_out_all(self, photo_id: int, chunk: int = CHUNK) -> None:
+        """Every chunk in this process (tests, benchmarks, a shell); workers chain tasks."""
+        after = self.fan_out(photo_id, 0, chunk)
+        while after is not None:
+            after = self.fan_out(photo_id, after, chunk)
+
+    def remove_photo(self, photo_id: int, author_id: int, after: int = 0, chunk: int = CHUNK) -> int | None:
+        """Take a deleted photo out of one chunk of feeds; the next cursor or None."""
+        member = str(photo_id)
+        if after == 0:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(feed_key(author_id), member)
+            pipe.zrem(posts_key(author_id), member)
+            pipe.execute()
+        with self.db.session() as session:
+            followed_by = session.scalar(select(User.followed_by_count).where(User.id == author_id))
+            # A celebrity's followers never got it by fan-out (mirrors fan_out);
+            # anything older that did is dropped by the reads' hydration.
+            if followed_by is None or self.is_celebrity(followed_by):
+                return None
+            follows = session.execute(
+                select(Follow.id, Follow.follower_id)
+                .where(Follow.followee_id == author_id, Follow.status == "active", Follow.id > after)
+                .order_by(Follow.id).limit(chunk)
+            ).all()
+        if follows:
+            pipe = self.redis.pipeline(transaction=False)
+            for follow in follows:
+                pipe.zrem(feed_key(follow.follower_id), member)
+            pipe.execute()
+        return follows[-1].id if len(follows) == chunk else None
+
+    def remove_photo_all(self, photo_id: int, author_id: int, chunk: int = CHUNK) -> None:
+        after = self.remove_photo(photo_id, author_id, 0, chunk)
+        while after is not None:
+            after = self.remove_photo(photo_id, author_id, after, chunk)
+
+    def merge_followee(self, session: Session, follower_id: int, followee_id: int) -> None:
+        """A follow became active: the followee's recent photos join the follower's feed."""
+        key = feed_key(follower_id)
+        if self.redis.zscore(key, BUILT) is None:
+            return  # not built: the next read builds it, this follow included
+        ids = session.scalars(
+            select(Photo.id).where(Photo.user_id == followee_id, Photo.status == "ready")
+            .order_by(Photo.id.desc()).limit(self.settings.feed_size)
+        ).all()
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zadd(key, {str(i): float(i) for i in ids})
+            pipe.zremrangebyrank(key, 1, self._trim_stop)
+            pipe.execute()
+
+    def remove_followee(self, session: Session, follower_id: int, followee_id: int) -> None:
+        """A follow ended (unfollow, block): the followee's photos leave the follower's feed."""
+        key = feed_key(follower_id)
+        members = [int(m) for m in self.redis.zrange(key, 0, -1) if m != BUILT]
+        if not members:
+            return
+        theirs = session.scalars(
+            select(Photo.id).where(Photo.id.in_(members), Photo.user_id == followee_id)
+        ).all()
+        if theirs:
+            self.redis.zrem(key, *(str(i) for i in theirs))
+
+    def apply_change(self, session: Session, change) -> None:
+        """Follow up a committed relationship change (app.social.Change).
+
+        Called after the commit; a Redis failure is logged, not raised: the
+        change stands, and reads never show what the viewer may not see.
+        """
+        try:
+            if change.follow_started:
+                self.merge_followee(session, *change.follow_started)
+            for follower_id, followee_id in change.follows_ended or ():
+                self.remove_followee(session, follower_id, followee_id)
+        except Exception:  # redis.RedisError and friends
+            log.warning("feed follow-up of %s failed", change.action, exc_info=True)
+
+    # -- building -----------------------------------------------------------
+    def _store_built(self, key: str, ids: list[int]) -> None:
+        members = {BUILT: 0.0, **{str(i): float(i) for i in ids}}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(key, members)
+        pipe.zremrangebyrank(key, 1, self._trim_stop)
+        pipe.execute()
+
+    def build_feed(self, session: Session, user_id: int) -> None:
+        """feed:{user} from the database: own and active followees' ready photos."""
+        followees = select(Follow.followee_id).where(Follow.follower_id == user_id, Follow.status == "active")
+        blocked = select(Block.blocked_id).where(Block.blocker_id == user_id).union(
+            select(Block.blocker_id).where(Block.blocked_id == user_id))
+        ids = session.scalars(
+            select(Photo.id)
+            .where(Photo.status == "ready",
+                   or_(Photo.user_id == user_id,
+                       and_(Photo.user_id.in_(followees), Photo.user_id.not_in(blocked))))
+            .order_by(Photo.id.desc()).limit(self.settings.feed_size)
+        ).all()
+        self._store_built(feed_key(user_id), list(ids))
+
+    def build_posts(self, session: Session, user_id: int) -> None:
+        ids = session.scalars(
+            select(Photo.id).where(Photo.user_id == user_id, Photo.status == "ready")
+            .order_by(Photo.id.desc()).limit(self.settings.feed_size)
+        ).all()
+        self._store_built(posts_key(user_id), list(ids))
+
+    # -- reading ------------------------------------------------------------
+    def _range(self, keys: list[str], want: int, max_id: int | None, min_id: int | None
+               ) -> tuple[list[list[int]], list[bool], list[bool]]:
+        """For each key: up to `want` ids in (min_id, max_id), newest first; whether
+        more may follow; whether the key was built. One round trip when warm."""
+        high = float(max_id) if max_id is not None else "+inf"  # inclusive: ties are filtered below
+        low = float(min_id) if min_id is not None else "(0"  # never the sentinel
+        results: list[list[int]] = [[] for _ in keys]
+        more = [False] * len(keys)
+        built = [True] * len(keys)
+        todo = list(range(len(keys)))
+        fetch = want + 4
+        first = True
+        while todo:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo:
+                if first:
+                    pipe.zscore(keys[i], BUILT)
+                pipe.zrevrangebyscore(keys[i], high, low, start=0, num=fetch)
+            replies = pipe.execute()
+            if first:
+                built = [replies[2 * n] is not None for n in range(len(keys))]
+                replies = replies[1::2]
+            again = []
+            for i, raw in zip(todo, replies):
+                ids = [int(m) for m in raw]
+                ids = [x for x in ids if (max_id is None or x < max_id) and (min_id is None or x > min_id)]
+                full = len(raw) == fetch
+                if full and len(ids) < want:
+                    again.append(i)  # ties at the max_id end took places: fetch more
+                results[i], more[i] = ids[:want], full or len(ids) > want
+            todo, fetch, first = again, fetch * 4, False
+        return results, more, built
+
+    def page(self, session: Session, viewer_id: int, count: int,
+             max_id: int | None = None, min_id: int | None = None) -> tuple[list[Photo], int | None]:
+        """One page of the home feed, newest first: (photos, next_max_id or None)."""
+        celebrities = session.scalars(
+            select(Follow.followee_id).join(User, User.id == Follow.followee_id)
+            .where(Follow.follower_id == viewer_id, Follow.status == "active",
+                   User.followed_by_count > self.settings.celebrity_threshold)
+        ).all()
+        keys = [feed_key(viewer_id)] + [posts_key(c) for c in celebrities]
+        want = count + SLACK
+        results, more, built = self._range(keys, want, max_id, min_id)
+        if not all(built):
+            build = [self.build_feed] + [self.build_posts] * len(celebrities)
+            for key_built, builder, user_id in zip(built, build, [viewer_id, *celebrities]):
+                if not key_built:
+                    builder(session, user_id)
+            results, more, _ = self._range(keys, want, max_id, min_id)
+
+        candidates = sorted({i for ids in results for i in ids}, reverse=True)
+        has_more = any(more) or len(candidates) > want
+        candidates = candidates[:want]
+        if not candidates:
+            return [], None
+        # Hydration and the visibility check in one query: ready photos of
+        # the viewer and of accounts the viewer actively follows (private
+        # accounts' photos reach approved followers only; a block ends follows).
+        # The slack is hydrated only when ids were dropped: usually one query of `count` rows.
+        followees = select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
+        photos: list[Photo] = []
+        looked = 0
+        while len(photos) < count and looked < len(candidates):
+            batch = candidates[looked:looked + count - len(photos)]
+            looked += len(batch)
+            photos += session.scalars(
+                select(Photo).where(Photo.id.in_(batch), Photo.status == "ready",
+                                    or_(Photo.user_id == viewer_id, Photo.user_id.in_(followees)))
+            ).all()
+        photos.sort(key=lambda p: p.id, reverse=True)
+        more = has_more or looked < len(candidates)
+        # Continue below the last candidate looked at (the last photo, unless ids were dropped).
+        return photos, candidates[looked - 1] if more else None

@@ -1,0 +1,119 @@
+"""The cache service on both backends (the in-process LRU and a real memcached),
+and invalidation seen through the API: a cached photo or user never hides a
+committed change.
+"""
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import socket
+
+import pytest
+
+from app import pipeline
+from app.cache import LocalCache, MemcachedCache, photo_key, user_key
+from tests import images
+from tests.support import assert_error
+
+MEMCACHED = os.environ.get("TEST_MEMCACHED_SERVERS", "127.0.0.1:11211")
+
+
+def _memcached_cache() -> MemcachedCache:
+    host, _, port = MEMCACHED.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        pytest.fail(f"memcached is unreachable at {MEMCACHED} (apt-get install memcached; see ../shared/SERVICES.md)")
+    # A prefix of its own: runs sharing the server never see each other's keys.
+    return MemcachedCache([MEMCACHED], prefix=f"test-{secrets.token_hex(4)}:")
+
+
+@pytest.fixture(params=["local", "memcached"])
+def cache(request):
+    return LocalCache() if request.param == "local" else _memcached_cache()
+
+
+def test_round_trip(cache):
+    values = {"u:1": {"id": 1, "username": "alice", "tags": ["a", "b"], "n": None},
+              "p:2": {"id": 2, "like_count": 7}}
+    cache.set_many(values)
+    assert cache.get_many(["u:1", "p:2", "u:3"]) == values
+    assert cache.get_many([]) == {}
+    cache.set_many({"u:1": {"id": 1, "username": "renamed"}})
+    assert cache.get_many(["u:1"]) == {"u:1": {"id": 1, "username": "renamed"}}
+
+
+def test_delete(cache):
+    cache.set_many({"a": {"v": 1}, "b": {"v": 2}})
+    cache.delete_many(["a", "missing"])
+    assert cache.get_many(["a", "b"]) == {"b": {"v": 2}}
+    cache.delete_many([])
+
+
+def test_a_returned_value_is_a_copy(cache):
+    cache.set_many({"k": {"list": [1]}})
+    cache.get_many(["k"])["k"]["list"].append(2)
+    assert cache.get_many(["k"]) == {"k": {"list": [1]}}
+
+
+def test_memcached_that_is_down_reads_as_a_miss():
+    dead = MemcachedCache(["127.0.0.1:1"])  # nothing listens there
+    dead.set_many({"k": {"v": 1}})
+    assert dead.get_many(["k"]) == {}
+    dead.delete_many(["k"])
+
+
+# --- invalidation through the API --------------------------------------------
+
+
+def _ready_photo(app, shutter, account) -> str:
+    response = shutter.post("/v1/media/upload", account,
+                            files={"photo": (io.BytesIO(images.jpeg(160, 120)), "p.jpg")})
+    assert response.status_code == 202, response.json
+    media_id = response.json["data"]["id"]
+    services = app.extensions["shutter"]
+    with services.db.session() as session:
+        assert pipeline.process_photo(session, services.storage, int(media_id.split("_")[0]))
+        assert pipeline.publish_photo(session, services.celery, int(media_id.split("_")[0]))
+    return media_id
+
+
+def test_a_like_shows_at_once_though_the_photo_was_cached(app, shutter):
+    alice, bob = shutter.account("alice"), shutter.account("bob")
+    media_id = _ready_photo(app, shutter, alice)
+    cache = app.extensions["shutter"].cache
+    assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["likes"]["count"] == 0
+    key = photo_key(int(media_id.split("_")[0]))
+    assert cache.get_many([key])[key]["like_count"] == 0  # the read cached the row
+    assert shutter.post(f"/v1/media/{media_id}/likes", bob).status_code == 200
+    assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["likes"]["count"] == 1
+    assert shutter.post(f"/v1/media/{media_id}/comments", bob, text="hi").status_code == 200
+    assert shutter.get(f"/v1/media/{media_id}", alice).json["data"]["comments"]["count"] == 1
+    assert shutter.delete(f"/v1/media/{media_id}/likes", bob).status_code == 200
+    assert shutter.get(f"/v1/media/{media_id}", alice).json["data"]["likes"]["count"] == 0
+
+
+def test_a_deleted_photo_is_gone_though_it_was_cached(app, shutter):
+    alice = shutter.account("alice")
+    media_id = _ready_photo(app, shutter, alice)
+    assert shutter.get(f"/v1/media/{media_id}", alice).status_code == 200
+    assert shutter.delete(f"/v1/media/{media_id}", alice).status_code == 200
+    assert_error(shutter.get(f"/v1/media/{media_id}", alice), 404, "APINotFoundError")
+
+
+def test_a_profile_edit_shows_at_once_though_the_user_was_cached(app, shutter):
+    alice, bob = shutter.account("alice"), shutter.account("bob")
+    media_id = _ready_photo(app, shutter, alice)
+    assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["user"]["full_name"] == ""
+    cache = app.extensions["shutter"].cache
+    assert user_key(int(alice.id)) in cache.get_many([user_key(int(alice.id))])
+    assert shutter.post("/v1/users/self", alice, full_name="Alice Liddell").status_code == 200
+    assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["user"]["full_name"] == "Alice Liddell"
+
+
+def test_the_stack_uses_its_cache_backend(app, stack):
+    cache = app.extensions["shutter"].cache
+    expected = MemcachedCache if stack["name"] == "production" else LocalCache
+    assert isinstance(cache, expected)
+    cache.check()
