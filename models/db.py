@@ -35,6 +35,9 @@ def _setup_sqlite(engine: Engine) -> None:
     def on_connect(dbapi_connection, _record):
         # PostgreSQL makes ids with a database function; give SQLite the same name.
         dbapi_connection.create_function("shutter_next_id", 0, make_id)
+        # SQLite's own lower() folds ASCII only; user search must match "Élodie" as PostgreSQL does.
+        dbapi_connection.create_function("lower", 1, lambda s: s.lower() if s is not None else None,
+                                         deterministic=True)
         # Let SQLAlchemy, not the driver, decide when transactions begin (below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()

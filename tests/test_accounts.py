@@ -468,6 +468,11 @@ def test_search_is_case_insensitive(shutter, people):
     assert _found(shutter, people, q="aLaN") == ["bob"]
 
 
+def test_search_folds_case_beyond_ascii(shutter, people):
+    assert shutter.signup("elodie", full_name="Élodie Durand").status_code == 201
+    assert _found(shutter, people, q="élo") == ["elodie"]
+
+
 def test_search_treats_wildcards_literally(shutter, people):
     assert _found(shutter, people, q="a_") == ["a_b"]
     assert _found(shutter, people, q="%") == []
