@@ -28,9 +28,23 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 broker_connection_retry_on_startup = True
+# Connecting to a hung broker gives up after this (default 4 s): an upload
+# request publishes after its commit, reconnecting up to twice, and must not
+# stall for long when it can leave the work to the outbox sweeper instead.
+broker_connection_timeout = 2
 broker_transport_options = {
     # Redis broker: a task not acknowledged within this time is delivered again.
     "visibility_timeout": 3600,
+    # Redis broker: without these a publish to a hung broker (a half-open
+    # connection, a frozen server) waits forever, and with it the upload
+    # request that publishes after its commit. Now it fails in seconds and
+    # the outbox row waits for the sweeper (RabbitMQ: broker_connection_timeout).
+    "socket_timeout": 2,
+    "socket_connect_timeout": 2,
+    # RabbitMQ: a publish returns once the broker has the message (publisher
+    # confirms), not once it is in a socket buffer: only then may the outbox
+    # mark a row delivered. (Redis answers every LPUSH anyway.)
+    "confirm_publish": True,
 }
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}

@@ -1,12 +1,18 @@
 """The cache service for hot objects (users, photos, counts).
 
 One interface, two backends: memcached (pymemcache) in production, an
-in-process LRU on the embedded default. Values are JSON-able dicts. Writers
-call `delete_many` after the commit that changed what a key holds.
+in-process LRU on the embedded default. Values are JSON-able dicts.
+
+Writers call `invalidate` after the commit that changed what a key holds.
+Plain deletion would race with readers: a reader that loaded the row just
+before the commit could set the old value back just after the delete, and
+it would stay for the whole TTL. `invalidate` instead leaves a tombstone
+for HOLD_SECONDS (read as a miss), and readers fill misses with `add_many`
+(set only where nothing is stored), which cannot overwrite the tombstone.
 
 The in-process backend cannot be invalidated across processes, so its TTL
 is short (IN_PROCESS_TTL); memcached's is long, since every write that
-changes a cached object deletes its key.
+changes a cached object invalidates its key.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from collections import OrderedDict
 
 DEFAULT_TTL = 3600
 IN_PROCESS_TTL = 5
+HOLD_SECONDS = 10  # far longer than a reader's load-then-fill
+TOMBSTONE = {"__invalidated__": True}
 
 
 def user_key(user_id: int) -> str:
@@ -37,7 +45,16 @@ class Cache(ABC):
     def set_many(self, values: dict[str, dict], ttl: int = DEFAULT_TTL) -> None: ...
 
     @abstractmethod
+    def add_many(self, values: dict[str, dict], ttl: int = DEFAULT_TTL) -> None:
+        """Set the keys that hold nothing (a reader filling its misses)."""
+
+    @abstractmethod
     def delete_many(self, keys: list[str]) -> None: ...
+
+    def invalidate(self, keys: list[str]) -> None:
+        """What these keys hold changed: readers miss, and cannot fill them for HOLD_SECONDS."""
+        if keys:
+            self.set_many({key: TOMBSTONE for key in keys}, ttl=HOLD_SECONDS)
 
     def check(self) -> None:
         """Raises if the cache cannot be used (for /healthz)."""
@@ -64,7 +81,9 @@ class LocalCache(Cache):
                     del self._items[key]
                     continue
                 self._items.move_to_end(key)
-                found[key] = json.loads(item[1])
+                value = json.loads(item[1])
+                if value != TOMBSTONE:
+                    found[key] = value
         return found
 
     def set_many(self, values, ttl=DEFAULT_TTL):
@@ -73,6 +92,18 @@ class LocalCache(Cache):
             for key, value in values.items():
                 self._items[key] = (expires, json.dumps(value))  # stored serialised: no shared mutation
                 self._items.move_to_end(key)
+            while len(self._items) > self._max_items:
+                self._items.popitem(last=False)
+
+    def add_many(self, values, ttl=DEFAULT_TTL):
+        now = time.monotonic()
+        expires = now + min(ttl, self._ttl)
+        with self._lock:  # check and set under one lock, as memcached's `add` is atomic
+            for key, value in values.items():
+                item = self._items.get(key)
+                if item is None or item[0] < now:
+                    self._items[key] = (expires, json.dumps(value))
+                    self._items.move_to_end(key)
             while len(self._items) > self._max_items:
                 self._items.popitem(last=False)
 
@@ -107,11 +138,17 @@ class MemcachedCache(Cache):
             return {}
         raw = self._client.get_many([self._k(k) for k in keys]) or {}
         plen = len(self._prefix)
-        return {(k.decode() if isinstance(k, bytes) else k)[plen:]: json.loads(v) for k, v in raw.items()}
+        found = {(k.decode() if isinstance(k, bytes) else k)[plen:]: json.loads(v) for k, v in raw.items()}
+        return {k: v for k, v in found.items() if v != TOMBSTONE}
 
     def set_many(self, values, ttl=DEFAULT_TTL):
         if values:
             self._client.set_many({self._k(k): json.dumps(v) for k, v in values.items()}, expire=ttl, noreply=True)
+
+    def add_many(self, values, ttl=DEFAULT_TTL):
+        # memcached's `add` is atomic: it never overwrites a tombstone or a fresher value.
+        for key, value in values.items():
+            self._client.add(self._k(key), json.dumps(value), expire=ttl, noreply=True)
 
     def delete_many(self, keys):
         if keys:

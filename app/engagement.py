@@ -34,7 +34,7 @@ class _Commit:
             activity.discard_pending(self.session)
             raise
         activity.publish_pending(self.session, self.redis)
-        self.cache.delete_many([photo_key(photo_id)])
+        self.cache.invalidate([photo_key(photo_id)])
 
 
 def _bump(session: Session, photo_id: int, **deltas: int) -> None:

@@ -3,10 +3,11 @@
 Hydration is batched (one query per kind of thing, whatever the number of
 photos), so a feed page never costs N+1 queries. Photo rows and user
 summaries go through the cache service: a multi-get, the misses loaded in
-one query and set back. Only `ready` photos are cached (a processing photo
+one query and added back. Only `ready` photos are cached (a processing photo
 changes under the workers, which do not invalidate); the writers of what a
-cached entry holds delete its key after their commit (likes, comments,
-deletion → photo key; profile edits → user key).
+cached entry holds invalidate its key after their commit (likes, comments,
+deletion → photo key; profile edits → user key). User entries hold no
+counts, so follows and uploads leave them alone.
 """
 from __future__ import annotations
 
@@ -25,9 +26,7 @@ from models import Block, Comment, Follow, Like, Location, Photo, PhotoTag, Tag,
 
 LIKERS_SHOWN = 4
 COMMENTS_SHOWN = 8
-# A reader that loaded a row just before a writer's commit may set it back
-# after the writer's delete; a bounded TTL bounds how long that stale copy lives.
-PHOTO_TTL = 600
+PHOTO_TTL = 600  # invalidation keeps entries fresh; the TTL only ages out cold photos
 
 _PHOTO_COLUMNS = [column.key for column in Photo.__table__.columns]
 _DATETIME_COLUMNS = {"created_at", "updated_at", "ready_at"}
@@ -123,7 +122,7 @@ def load_photos(session: Session, photo_ids) -> dict[int, Photo]:
             select(Photo).where(Photo.id.in_(missing)).execution_options(populate_existing=True)
         ).all()
         found.update((p.id, p) for p in rows)
-        services.cache.set_many({photo_key(p.id): _photo_entry(p) for p in rows if p.status == "ready"},
+        services.cache.add_many({photo_key(p.id): _photo_entry(p) for p in rows if p.status == "ready"},
                                 ttl=PHOTO_TTL)
     return found
 
@@ -148,7 +147,7 @@ def user_summaries(session: Session, user_ids) -> dict[int, UserSummary]:
                 select(User.id, User.username, User.full_name, User.profile_picture_key).where(User.id.in_(missing)))
         }
         found.update(loaded)
-        services.cache.set_many({user_key(i): asdict(s) for i, s in loaded.items()})
+        services.cache.add_many({user_key(i): asdict(s) for i, s in loaded.items()})
     return found
 
 

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 # What each kind of row publishes, built from its payload.
 PROCESS_PHOTO = "process_photo"  # the media chain: derive + store, then publish
 PUBLISH_PHOTO = "publish_photo"  # the downstream group of a photo that became ready
+# Seconds to wait for RabbitMQ to confirm a message before the row is left for the sweeper.
+CONFIRM_TIMEOUT = 2
 
 
 def add(session: Session, kind: str, photo_id: int | None = None, **payload) -> Outbox:
@@ -51,9 +53,12 @@ def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
         try:
             signature = signature_for(celery, row)
             if signature is not None:
-                signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2})
+                # confirm_timeout: with publisher confirms (celeryconfig) a
+                # hung broker fails the publish instead of holding the request.
+                signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2},
+                                      confirm_timeout=CONFIRM_TIMEOUT)
         except Exception as error:  # the broker is unreachable: the sweeper will retry
-            log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__, exc_info=True)
+            log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__)
             session.execute(update(Outbox).where(Outbox.id == row.id).values(attempts=Outbox.attempts + 1))
             session.commit()
             # The broker is down: the rest would fail the same way, slowly.

@@ -51,6 +51,23 @@ def test_delete(cache):
     cache.delete_many([])
 
 
+def test_add_sets_only_what_holds_nothing(cache):
+    cache.set_many({"held": {"v": "fresh"}})
+    cache.add_many({"held": {"v": "stale"}, "empty": {"v": 1}})
+    assert cache.get_many(["held", "empty"]) == {"held": {"v": "fresh"}, "empty": {"v": 1}}
+
+
+def test_an_invalidated_key_reads_as_a_miss_that_readers_cannot_fill(cache):
+    """The race plain deletion loses: a reader loaded the old row before the
+    writer's commit and fills its miss after the writer's invalidation."""
+    cache.set_many({"p:1": {"like_count": 0}})
+    cache.invalidate(["p:1"])
+    assert cache.get_many(["p:1"]) == {}
+    cache.add_many({"p:1": {"like_count": 0}})  # the late reader's stale copy
+    assert cache.get_many(["p:1"]) == {}
+    cache.invalidate([])
+
+
 def test_a_returned_value_is_a_copy(cache):
     cache.set_many({"k": {"list": [1]}})
     cache.get_many(["k"])["k"]["list"].append(2)

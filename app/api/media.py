@@ -103,5 +103,5 @@ def delete_media(media_id):
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
     pipeline.delete_photo(session, services.storage, photo, services.celery)
-    services.cache.delete_many([photo_key(photo.id)])
+    services.cache.invalidate([photo_key(photo.id)])
     return ok(None)

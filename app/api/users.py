@@ -103,7 +103,7 @@ def edit_profile(args):
     activity.publish_pending(session, services.redis)
     for pair in approved:  # their feeds get this account's photos
         services.feeds.apply_change(session, social.Change("approve", follow_started=pair))
-    services.cache.delete_many([user_key(user.id)])  # cached summaries: name, picture
+    services.cache.invalidate([user_key(user.id)])  # cached summaries: name, picture
     session.refresh(user)
     return ok(user_full(user))
 
