@@ -61,6 +61,8 @@ class Like(Base):
     __table_args__ = (
         UniqueConstraint("photo_id", "user_id"),
         Index("ix_likes_user_id_id", "user_id", "id"),
+        # A photo's newest likers (media objects, GET /media/{id}/likes) without a sort.
+        Index("ix_likes_photo_id_id", "photo_id", "id"),
     )
 
     id: Mapped[int] = id_column()  # time-ordered: the max_like_id cursor

@@ -231,6 +231,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('photo_id', 'user_id', name=op.f('uq_likes_photo_id_user_id'))
     )
     with op.batch_alter_table('likes', schema=None) as batch_op:
+        batch_op.create_index('ix_likes_photo_id_id', ['photo_id', 'id'], unique=False)
         batch_op.create_index('ix_likes_user_id_id', ['user_id', 'id'], unique=False)
 
     op.create_table('outbox',
@@ -317,6 +318,7 @@ def downgrade() -> None:
     op.drop_table('outbox')
     with op.batch_alter_table('likes', schema=None) as batch_op:
         batch_op.drop_index('ix_likes_user_id_id')
+        batch_op.drop_index('ix_likes_photo_id_id')
 
     op.drop_table('likes')
     with op.batch_alter_table('comments', schema=None) as batch_op:
