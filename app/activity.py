@@ -159,12 +159,12 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
 
 def objects(session: Session, rows: list[Activity], viewer_id: int) -> list[dict]:
     """The feed's JSON for `rows`: {"id", "type", "created_time", "from", "media", "comment"}."""
-    from app.media import media_objects, ordered_photos, user_summaries
+    from app.media import media_by_ids, user_summaries
     from app.serializers import comment_json, user_summary
 
     actors = user_summaries(session, {a.actor_id for a in rows})
-    photos = ordered_photos(session, list(dict.fromkeys(a.photo_id for a in rows if a.photo_id)))
-    media = {p.id: m for p, m in zip(photos, media_objects(session, photos, viewer_id))}
+    photo_ids = list(dict.fromkeys(a.photo_id for a in rows if a.photo_id))
+    media = {int(m["id"].split("_")[0]): m for m in media_by_ids(session, photo_ids, viewer_id)}
     comment_ids = [a.comment_id for a in rows if a.comment_id]
     comments = {c.id: c for c in session.scalars(select(Comment).where(Comment.id.in_(comment_ids)))} \
         if comment_ids else {}

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import activity
-from app.cache import photo_key
+from app.cache import photo_keys
 from app.errors import APIError, NotFound
 from app.media import visible_to
 from models import Activity, Comment, Like, Photo, User
@@ -34,7 +34,7 @@ class _Commit:
             activity.discard_pending(self.session)
             raise
         activity.publish_pending(self.session, self.redis)
-        self.cache.invalidate([photo_key(photo_id)])
+        self.cache.invalidate(photo_keys(photo_id))
 
 
 def _bump(session: Session, photo_id: int, **deltas: int) -> None:

@@ -32,30 +32,49 @@ with anything fan-out wrote meanwhile (a RENAME would drop those), and two
 racing builds write the same members, so no lock is needed.
 
 What the sets hold is a superset of what may be shown: reads hydrate the
-page in one query that keeps only ready photos of the viewer and of the
-accounts they actively follow, so a stale id (a fan-out racing an unfollow,
+page through the cache and keep only ready photos of the viewer and of the
+accounts they actively follow (one small query on the page's owners), so a stale id (a fan-out racing an unfollow,
 a delete racing a fan-out) costs a slot, never a leak.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.media import media_entries
 from models import Block, Database, Follow, Photo, User
 
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # followers per fan-out task and per Redis round trip
 BUILT = "0"  # the sentinel member of a set built from the database
+CELEBRITIES_TTL = 60  # seconds a viewer's list of followed celebrities is reused
+FOLLOWING_TTL = 300  # seconds a viewer's set of followees is reused (follow changes drop it)
 SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
 
 
 def feed_key(user_id: int) -> str:
     return f"feed:{user_id}"
+
+
+@dataclass
+class FeedPage:
+    photo_ids: list[int]  # newest first, all visible to the viewer
+    entries: dict[int, dict]  # app.media.media_entries of those photos
+    next_max_id: int | None
+
+
+def following_key(user_id: int) -> str:
+    return f"following:{user_id}"
+
+
+def celebrities_key(user_id: int) -> str:
+    return f"celebs:{user_id}"
 
 
 def posts_key(user_id: int) -> str:
@@ -224,6 +243,9 @@ class FeedManager:
         change stands, and reads never show what the viewer may not see.
         """
         try:
+            for pair in [change.follow_started, *(change.follows_ended or ())]:
+                if pair:
+                    self.redis.delete(celebrities_key(pair[0]), following_key(pair[0]))
             if change.follow_started:
                 self.merge_followee(session, *change.follow_started)
             for follower_id, followee_id in change.follows_ended or ():
@@ -294,14 +316,55 @@ class FeedManager:
             todo, fetch, first = again, fetch * 4, False
         return results, more, built
 
-    def page(self, session: Session, viewer_id: int, count: int,
-             max_id: int | None = None, min_id: int | None = None) -> tuple[list[Photo], int | None]:
-        """One page of the home feed, newest first: (photos, next_max_id or None)."""
-        celebrities = session.scalars(
+    def followed_celebrities(self, session: Session, viewer_id: int) -> list[int]:
+        """The accounts above the celebrity threshold that the viewer follows.
+
+        Kept in Redis for CELEBRITIES_TTL (a query per feed read otherwise);
+        the viewer's follow changes drop it, and an account crossing the
+        threshold shows up within the TTL.
+        """
+        key = celebrities_key(viewer_id)
+        cached = self.redis.get(key)
+        if cached is not None:
+            return [int(i) for i in cached.split(",") if i]
+        ids = session.scalars(
             select(Follow.followee_id).join(User, User.id == Follow.followee_id)
             .where(Follow.follower_id == viewer_id, Follow.status == "active",
                    User.followed_by_count > self.settings.celebrity_threshold)
         ).all()
+        self.redis.set(key, ",".join(map(str, ids)), ex=CELEBRITIES_TTL)
+        return list(ids)
+
+    def followed_among(self, session: Session, viewer_id: int, user_ids: set[int]) -> set[int]:
+        """Those of `user_ids` the viewer actively follows.
+
+        The viewer's followees are kept in a Redis set for FOLLOWING_TTL (built
+        from the database on a miss, with the BUILT sentinel so that following
+        nobody is remembered too); the viewer's follow changes drop it.
+        """
+        if not user_ids:
+            return set()
+        key = following_key(viewer_id)
+        candidates = sorted(user_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(key)
+        pipe.smismember(key, [str(i) for i in candidates])
+        exists, members = pipe.execute()
+        if not exists:
+            followees = session.scalars(
+                select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
+            ).all()
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.sadd(key, BUILT, *map(str, followees))
+            pipe.expire(key, FOLLOWING_TTL)
+            pipe.execute()
+            return user_ids & set(followees)
+        return {i for i, member in zip(candidates, members) if member}
+
+    def page(self, session: Session, viewer_id: int, count: int,
+             max_id: int | None = None, min_id: int | None = None) -> "FeedPage":
+        """One page of the home feed, newest first."""
+        celebrities = self.followed_celebrities(session, viewer_id)
         keys = [feed_key(viewer_id)] + [posts_key(c) for c in celebrities]
         want = count + SLACK
         results, more, built = self._range(keys, want, max_id, min_id)
@@ -316,22 +379,24 @@ class FeedManager:
         has_more = any(more) or len(candidates) > want
         candidates = candidates[:want]
         if not candidates:
-            return [], None
-        # Hydration and the visibility check in one query: ready photos of
-        # the viewer and of accounts the viewer actively follows (private
-        # accounts' photos reach approved followers only; a block ends follows).
-        # The slack is hydrated only when ids were dropped: usually one query of `count` rows.
-        followees = select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
-        photos: list[Photo] = []
+            return FeedPage([], {}, None)
+        # Hydration through the cache, then the visibility check on the page's
+        # owners (one Redis round trip): ready photos of the viewer and of accounts
+        # the viewer actively follows (private accounts' photos reach approved
+        # followers only; a block ends follows). The slack is hydrated only when
+        # ids were dropped: usually one round of `count` photos.
+        ids: list[int] = []
+        entries: dict[int, dict] = {}
         looked = 0
-        while len(photos) < count and looked < len(candidates):
-            batch = candidates[looked:looked + count - len(photos)]
+        while len(ids) < count and looked < len(candidates):
+            batch = candidates[looked:looked + count - len(ids)]
             looked += len(batch)
-            photos += session.scalars(
-                select(Photo).where(Photo.id.in_(batch), Photo.status == "ready",
-                                    or_(Photo.user_id == viewer_id, Photo.user_id.in_(followees)))
-            ).all()
-        photos.sort(key=lambda p: p.id, reverse=True)
+            loaded = {i: e for i, e in media_entries(session, batch).items() if e["body"]["status"] == "ready"}
+            owners = {e["user_id"] for e in loaded.values()} - {viewer_id}
+            followed = self.followed_among(session, viewer_id, owners)
+            shown = [i for i in batch if i in loaded and loaded[i]["user_id"] in followed | {viewer_id}]
+            ids += shown
+            entries.update((i, loaded[i]) for i in shown)
         more = has_more or looked < len(candidates)
         # Continue below the last candidate looked at (the last photo, unless ids were dropped).
-        return photos, candidates[looked - 1] if more else None
+        return FeedPage(ids, entries, candidates[looked - 1] if more else None)

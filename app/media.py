@@ -18,9 +18,9 @@ from sqlalchemy import and_, exists, or_, select, union_all
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app import social
-from app.cache import photo_key, user_key
+from app.cache import media_key, photo_key, user_key
 from app.errors import NotAllowed, NotFound
-from app.serializers import comment_json, media_json
+from app.serializers import comment_json, media_body, media_json, url_base, user_summary
 from app.services import services
 from models import Block, Comment, Follow, Like, Location, Photo, PhotoTag, Tag, User
 
@@ -163,11 +163,27 @@ def _newest_per_photo(session: Session, columns, id_column, photo_column, photo_
     return session.execute(union_all(*branches) if len(branches) > 1 else branches[0]).all()
 
 
-def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) -> list[dict]:
-    if not photos:
-        return []
-    photo_ids = [p.id for p in photos]
-    location_ids = {p.location_id for p in photos if p.location_id}
+def media_entries(session: Session, photo_ids, known: dict[int, Photo] | None = None) -> dict[int, dict]:
+    """What a media object holds beyond the viewer's view, per photo id, through
+    the cache: the body (with the photo's status), and the user ids of the
+    owner, the newest likers and the newest comments. Misses cost one query per
+    kind of thing; `known` photos need no query for their row. Ids of photos
+    that do not exist are left out."""
+    photo_ids = list(dict.fromkeys(photo_ids))
+    cached = services.cache.get_many([media_key(i) for i in photo_ids])
+    entries = {i: cached[media_key(i)] for i in photo_ids if media_key(i) in cached}
+    wanted = [i for i in photo_ids if i not in entries]
+    if not wanted:
+        return entries
+    known = known or {}
+    missing = [known[i] for i in wanted if i in known]
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        missing += session.scalars(select(Photo).where(Photo.id.in_(unknown))).all()
+    if not missing:
+        return entries
+    photo_ids = [p.id for p in missing]
+    location_ids = {p.location_id for p in missing if p.location_id}
     locations = {l.id: l for l in session.scalars(select(Location).where(Location.id.in_(location_ids)))} \
         if location_ids else {}
     tags: dict[int, list[str]] = {}
@@ -175,31 +191,74 @@ def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) 
         select(PhotoTag.photo_id, Tag.name).join(Tag, Tag.id == PhotoTag.tag_id).where(PhotoTag.photo_id.in_(photo_ids))
     ):
         tags.setdefault(photo_id, []).append(name)
-    liked_ids = [p.id for p in photos if p.like_count]
+    liked_ids = [p.id for p in missing if p.like_count]
     likes = _newest_per_photo(session, (Like.id, Like.photo_id, Like.user_id), Like.id, Like.photo_id,
                               liked_ids, LIKERS_SHOWN) if liked_ids else []
-    commented_ids = [p.id for p in photos if p.comment_count]
+    commented_ids = [p.id for p in missing if p.comment_count]
     comments = _newest_per_photo(
         session, (Comment.id, Comment.photo_id, Comment.user_id, Comment.text, Comment.created_at),
         Comment.id, Comment.photo_id, commented_ids, COMMENTS_SHOWN) if commented_ids else []
-    has_liked = set(session.scalars(
-        select(Like.photo_id).where(Like.user_id == viewer_id, Like.photo_id.in_(photo_ids))
-    )) if viewer_id is not None else set()
-    users = user_summaries(session, [p.user_id for p in photos] + [l.user_id for l in likes]
-                           + [c.user_id for c in comments])
-    likers: dict[int, list] = {}
+    likers: dict[int, list[int]] = {}
     for like in sorted(likes, key=lambda l: l.id, reverse=True):  # newest first, as v1 listed them
-        if like.user_id in users:
-            likers.setdefault(like.photo_id, []).append(users[like.user_id])
-    comment_data: dict[int, list] = {}
+        likers.setdefault(like.photo_id, []).append(like.user_id)
+    comment_rows: dict[int, list[dict]] = {}
     for comment in sorted(comments, key=lambda c: c.id):  # oldest first, as v1 listed them
-        if comment.user_id in users:
-            comment_data.setdefault(comment.photo_id, []).append(comment_json(comment, users[comment.user_id]))
-    return [
-        media_json(p, users[p.user_id], location=locations.get(p.location_id), tags=sorted(tags.get(p.id, [])),
-                   likers=likers.get(p.id, []), comments=comment_data.get(p.id, []), user_has_liked=p.id in has_liked)
-        for p in photos
-    ]
+        comment_rows.setdefault(comment.photo_id, []).append(
+            {"user_id": comment.user_id, **comment_json(comment, None)})
+    fresh = {
+        p.id: {
+            "body": media_body(p, location=locations.get(p.location_id), tags=sorted(tags.get(p.id, []))),
+            "user_id": p.user_id, "liker_ids": likers.get(p.id, []), "comments": comment_rows.get(p.id, []),
+        }
+        for p in missing
+    }
+    entries.update(fresh)
+    # Only ready photos: a processing one changes under the workers, which don't invalidate.
+    services.cache.add_many({media_key(p.id): fresh[p.id] for p in missing if p.status == "ready"}, ttl=PHOTO_TTL)
+    return entries
+
+
+def media_by_ids(session: Session, photo_ids: list[int], viewer_id: int | None,
+                 entries: dict[int, dict] | None = None) -> list[dict]:
+    """v1 media objects for `photo_ids`, in their order, as `viewer_id` sees them.
+
+    The caller has checked visibility; ids that no longer exist are skipped.
+    """
+    if entries is None:
+        entries = media_entries(session, photo_ids)
+    photo_ids = [i for i in photo_ids if i in entries]
+    if not photo_ids:
+        return []
+    user_ids = set()
+    for i in photo_ids:
+        entry = entries[i]
+        user_ids.add(entry["user_id"])
+        user_ids.update(entry["liker_ids"])
+        user_ids.update(c["user_id"] for c in entry["comments"])
+    # Each user rendered once per page, however often they appear on it.
+    users = {i: user_summary(u) for i, u in user_summaries(session, user_ids).items()}
+    liked = [i for i in photo_ids if entries[i]["body"]["likes"]["count"]]
+    has_liked = set(session.scalars(
+        select(Like.photo_id).where(Like.user_id == viewer_id, Like.photo_id.in_(liked))
+    )) if viewer_id is not None and liked else set()
+    objects = []
+    base = url_base()
+    for photo_id in photo_ids:
+        entry = entries[photo_id]
+        if entry["user_id"] not in users:
+            continue  # the owner was deleted meanwhile
+        comments = [{**{k: v for k, v in c.items() if k != "user_id"}, "from": users[c["user_id"]]}
+                    for c in entry["comments"] if c["user_id"] in users]
+        objects.append(media_json(
+            entry["body"], users[entry["user_id"]], likers=[users[i] for i in entry["liker_ids"] if i in users],
+            comments=comments, user_has_liked=photo_id in has_liked, base=base))
+    return objects
+
+
+def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) -> list[dict]:
+    """v1 media objects for photos already loaded, in their order."""
+    known = {p.id: p for p in photos}
+    return media_by_ids(session, list(known), viewer_id, media_entries(session, list(known), known))
 
 
 # -- lists -------------------------------------------------------------------

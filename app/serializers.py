@@ -7,11 +7,15 @@ from app.services import services
 from models import User
 
 
-def public_url(url: str) -> str:
+def url_base() -> str:
+    """What relative storage URLs are prefixed with: this request's host, or PUBLIC_URL."""
+    return request.host_url.rstrip("/") if has_request_context() else services.settings.public_url
+
+
+def public_url(url: str, base: str | None = None) -> str:
     """Storage gives '/media/…' for the local folder; clients want absolute URLs."""
     if url.startswith("/"):
-        base = request.host_url.rstrip("/") if has_request_context() else services.settings.public_url
-        return base + url
+        return (base if base is not None else url_base()) + url
     return url
 
 
@@ -57,39 +61,56 @@ def location_json(location) -> dict | None:
 def comment_json(comment, author) -> dict:
     """v1's comment: `author` is the commenter (a User or a cached summary)."""
     return {"id": str(comment.id), "created_time": str(int(comment.created_at.timestamp())),
-            "text": comment.text, "from": user_summary(author)}
+            "text": comment.text, "from": user_summary(author) if author is not None else None}
 
 
 def tag_json(tag) -> dict:
     return {"name": tag.name, "media_count": tag.media_count}
 
 
-def media_json(photo, owner, *, location=None, tags=(), likers=(), comments=(), user_has_liked=False) -> dict:
+def media_body(photo, *, location=None, tags=()) -> dict:
+    """The part of a media object that depends on the photo alone, so it can be
+    cached: no users, and image URLs as the storage gives them (see media_json)."""
     derivatives = photo.derivatives or {}
     created = str(int(photo.created_at.timestamp()))
-    caption = None
-    if photo.caption:
-        caption = {"id": str(photo.id), "text": photo.caption, "created_time": created, "from": user_summary(owner)}
     return {
         "type": "image",
         "id": media_id(photo),
-        "user": user_summary(owner),
+        "user": None,
         "created_time": created,
         "link": f"{services.settings.public_url}/p/{photo.shortcode}/",
         "shortcode": photo.shortcode,
         "filter": photo.filter,
         "tags": list(tags),
         "location": location_json(location),
-        "caption": caption,
-        "likes": {"count": photo.like_count, "data": [user_summary(u) for u in likers]},
-        "comments": {"count": photo.comment_count, "data": list(comments)},
-        "user_has_liked": user_has_liked,
+        "caption": {"id": str(photo.id), "text": photo.caption, "created_time": created, "from": None}
+        if photo.caption else None,
+        "likes": {"count": photo.like_count, "data": []},
+        "comments": {"count": photo.comment_count, "data": []},
+        "user_has_liked": False,
         "users_in_photo": [],
         "images": {
-            name: {"url": media_url(derivatives[name]["key"]),
+            name: {"url": services.storage.url(derivatives[name]["key"]),
                    "width": derivatives[name]["width"], "height": derivatives[name]["height"]}
             for name in IMAGE_NAMES if name in derivatives
         },
         "status": photo.status,
         "blurhash": photo.blurhash,
     }
+
+
+def media_json(body: dict, owner: dict, *, likers=(), comments=(), user_has_liked=False,
+               base: str | None = None) -> dict:
+    """v1's media object from its body and the viewer's view of it; `owner` and
+    `likers` are user_summary() dicts, `comments` comment_json() dicts."""
+    media = {
+        **body,
+        "user": owner,
+        "likes": {"count": body["likes"]["count"], "data": list(likers)},
+        "comments": {"count": body["comments"]["count"], "data": list(comments)},
+        "user_has_liked": user_has_liked,
+        "images": {name: {**image, "url": public_url(image["url"], base)} for name, image in body["images"].items()},
+    }
+    if body["caption"]:
+        media["caption"] = {**body["caption"], "from": owner}
+    return media

@@ -217,6 +217,24 @@ def test_killed_worker_mid_task_the_photo_still_becomes_ready(
     assert_ready_everywhere(shutter, alice, api, photo_id, s3_storage)
 
 
+def test_a_photo_that_keeps_killing_its_worker_is_failed(api, shutter, worker_process, worker_settings, s3_proxy):
+    """Each run dies (as an OOM kill would): after MAX_ATTEMPTS runs the photo
+    is failed with a reason instead of being redelivered forever."""
+    worker = worker_process(worker_settings).start()
+    alice = shutter.account("alice")
+    s3_proxy.hold()
+    photo_id = upload(shutter, alice)
+    for attempt in range(1, pipeline.MAX_ATTEMPTS + 1):
+        wait_until(lambda: row(api, photo_id).attempts >= attempt and s3_proxy.connections >= 1,
+                   what=f"run {attempt} to reach S3", worker=worker)
+        worker.kill_pool_child()
+        wait_until(lambda: s3_proxy.connections == 0, what="the killed run's connection to close")
+    s3_proxy.forward()
+    photo = wait_for_status(api, photo_id, "failed", worker)
+    assert photo.attempts == pipeline.MAX_ATTEMPTS
+    assert str(pipeline.MAX_ATTEMPTS) in photo.failure_reason
+
+
 def test_s3_outage_is_retried_with_backoff(api, shutter, worker_process, worker_settings, s3_proxy, s3_storage):
     worker = worker_process(worker_settings, extra_env=FAST_RETRIES).start()
     alice = shutter.account("alice")

@@ -8,7 +8,7 @@ from app import popular, social, tags, text
 from app.api.common import PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
 from app.errors import InvalidParameters, NotAllowed, NotFound
 from app.ids import min_id_for_millis
-from app.media import media_objects, ordered_photos, recent_ids, visible_photo_ids
+from app.media import media_by_ids, recent_ids, visible_photo_ids
 from app.serializers import location_json, tag_json
 from app.services import services
 from models import Location, Photo
@@ -45,7 +45,7 @@ def _recent_page(args, *conditions):
     viewer = current_user()
     ids, cursor = recent_ids(db(), viewer.id, *conditions, count=args["count"],
                              max_id=parse_id(args["max_id"], "max_id"), min_id=parse_id(args["min_id"], "min_id"))
-    return ok(media_objects(db(), ordered_photos(db(), ids), viewer.id),
+    return ok(media_by_ids(db(), ids, viewer.id),
               pagination=next_page("next_max_id", cursor, url_param="max_id"))
 
 
@@ -88,7 +88,7 @@ def tag_media(args, name):
     viewer = current_user()
     ids, cursor = recent_ids(db(), viewer.id, count=args["count"], max_id=max_id, min_id=min_id,
                              tag_id=tag.id) if tag else ([], None)
-    return ok(media_objects(db(), ordered_photos(db(), ids), viewer.id),
+    return ok(media_by_ids(db(), ids, viewer.id),
               pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
 
 
@@ -134,5 +134,4 @@ def popular_media(args):
     # Ranked for everyone; the viewer's own blocks are applied here.
     ids = popular.ranked_ids(services.redis, args["count"])
     visible = visible_photo_ids(db(), viewer.id, ids)
-    photos = ordered_photos(db(), [i for i in ids if i in visible])
-    return ok(media_objects(db(), photos, viewer.id))
+    return ok(media_by_ids(db(), [i for i in ids if i in visible], viewer.id))

@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from app import activity, engagement
 from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
-from app.media import media_objects, ordered_photos, user_summaries, visible_photo
+from app.media import media_by_ids, user_summaries, visible_photo
 from app.serializers import comment_json, user_summary
 from app.services import services
 
@@ -101,7 +101,7 @@ def liked_media(args):
     """The media you liked, newest like first (count, max_like_id)."""
     viewer = current_user()
     photo_ids, cursor = engagement.liked(db(), viewer.id, args["count"], parse_id(args["max_like_id"], "max_like_id"))
-    return ok(media_objects(db(), ordered_photos(db(), photo_ids), viewer.id),
+    return ok(media_by_ids(db(), photo_ids, viewer.id),
               pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 

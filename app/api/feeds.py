@@ -5,7 +5,7 @@ from flask import g
 from flask_smorest import Blueprint
 
 from app.api.common import PageArgs, db, next_page, ok, parse_id, require_token
-from app.media import media_objects
+from app.media import media_by_ids
 from app.services import services
 
 blp = Blueprint("feeds", __name__, url_prefix="/v1", description="The home feed")
@@ -19,7 +19,7 @@ def feed(args):
     session = db()
     # The token's user id is all a feed needs: no query for the User row.
     viewer_id = g.token.user_id
-    photos, next_max_id = services.feeds.page(
+    page = services.feeds.page(
         session, viewer_id, args["count"], parse_id(args["max_id"], "max_id"), parse_id(args["min_id"], "min_id"))
-    return ok(media_objects(session, photos, viewer_id),
-              pagination=next_page("next_max_id", next_max_id, url_param="max_id"))
+    return ok(media_by_ids(session, page.photo_ids, viewer_id, page.entries),
+              pagination=next_page("next_max_id", page.next_max_id, url_param="max_id"))

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from app import activity, pipeline
 from app.api.common import Schema, current_user, db, ok, parse_id, require_token
 from app.errors import APIError, InvalidParameters, NotFound
-from app.cache import photo_key
+from app.cache import photo_keys
 from app.ids import id_from_shortcode
 from app.imaging import ImageRejected
 from app.media import media_objects, visible_photo
@@ -103,5 +103,5 @@ def delete_media(media_id):
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
     pipeline.delete_photo(session, services.storage, photo, services.celery)
-    services.cache.invalidate([photo_key(photo.id)])
+    services.cache.invalidate(photo_keys(photo.id))
     return ok(None)
