@@ -17,6 +17,7 @@ from app import activity
 from app.cache import photo_keys
 from app.errors import APIError, NotFound
 from app.media import visible_to
+from app.paging import split_page
 from models import Activity, Comment, Like, Photo, User
 
 
@@ -86,10 +87,8 @@ def likers(session: Session, photo: Photo, count: int, max_like_id: int | None) 
     query = select(Like.id, Like.user_id).where(Like.photo_id == photo.id).order_by(Like.id.desc()).limit(count + 1)
     if max_like_id is not None:
         query = query.where(Like.id < max_like_id)
-    rows = session.execute(query).all()
-    more = len(rows) > count
-    rows = rows[:count]
-    return [r.user_id for r in rows], (rows[-1].id if more else None)
+    rows, cursor = split_page(session.execute(query).all(), count, lambda row: row.id)
+    return [r.user_id for r in rows], cursor
 
 
 def liked(session: Session, viewer_id: int, count: int, max_like_id: int | None) -> tuple[list[int], int | None]:
@@ -104,10 +103,8 @@ def liked(session: Session, viewer_id: int, count: int, max_like_id: int | None)
     )
     if max_like_id is not None:
         query = query.where(Like.id < max_like_id)
-    rows = session.execute(query).all()
-    more = len(rows) > count
-    rows = rows[:count]
-    return [r.photo_id for r in rows], (rows[-1].id if more else None)
+    rows, cursor = split_page(session.execute(query).all(), count, lambda row: row.id)
+    return [r.photo_id for r in rows], cursor
 
 
 # -- comments ----------------------------------------------------------------
@@ -149,7 +146,4 @@ def comments(session: Session, photo: Photo, count: int, after: int | None) -> t
     query = select(Comment).where(Comment.photo_id == photo.id).order_by(Comment.id).limit(count + 1)
     if after is not None:
         query = query.where(Comment.id > after)
-    rows = session.scalars(query).all()
-    more = len(rows) > count
-    rows = rows[:count]
-    return list(rows), (rows[-1].id if more else None)
+    return split_page(session.scalars(query).all(), count, lambda comment: comment.id)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from app import social
 from app.cache import media_key, photo_key, user_key
 from app.errors import NotAllowed, NotFound
+from app.paging import split_page
 from app.serializers import comment_json, media_body, media_json, url_base, user_summary
 from app.services import services
 from models import Block, Comment, Follow, Like, Location, Photo, PhotoTag, Tag, User
@@ -284,7 +285,4 @@ def recent_ids(session: Session, viewer_id: int, *conditions, count: int, max_id
         query = query.where(cursor < max_id)
     if min_id is not None:
         query = query.where(cursor > min_id)
-    ids = list(session.scalars(query))
-    more = len(ids) > count
-    ids = ids[:count]
-    return ids, (ids[-1] if more else None)
+    return split_page(session.scalars(query).all(), count)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import threading
 from urllib.parse import urlsplit
 
@@ -278,8 +279,6 @@ def test_concurrent_retries_with_the_same_key_make_one_photo(app, shutter):
         assert session.scalar(select(func.count()).select_from(Outbox)) == 1
     # The losers' originals were removed: only the winner's remains.
     assert services.storage.exists(photos[0].original_key)
-    import os
-
     originals = os.listdir(os.path.join(services.settings.media_root, pipeline.ORIGINALS))
     assert originals == [photos[0].original_key.split("/")[-1]]
 

@@ -15,6 +15,7 @@ from app.auth import hash_password
 from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
+from app.paging import split_page
 from app.serializers import user_full, user_summary
 from app.services import services
 from models import Block, Follow, User
@@ -139,10 +140,8 @@ def _follow_list(user, args, *, followers: bool, status: str = "active"):
     cursor = parse_id(args["cursor"], "cursor")
     if cursor is not None:
         query = query.where(Follow.id < cursor)
-    rows = db().execute(query).all()
-    more = len(rows) > args["count"]
-    rows = rows[: args["count"]]
-    pagination = next_page("next_cursor", rows[-1][1] if more else None, url_param="cursor")
+    rows, next_cursor = split_page(db().execute(query).all(), args["count"], lambda row: row[1])
+    pagination = next_page("next_cursor", next_cursor, url_param="cursor")
     return ok([user_summary(u) for u, _ in rows], pagination=pagination)
 
 
