@@ -7,6 +7,7 @@ from flask_smorest import Api
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
+from app.jsonprovider import OrjsonProvider
 from app.logging import configure_logging, scrub_sentry_event
 from app.metrics import init_metrics
 from app.services import Services
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_KEY_PREFIX="ratelimit",
     )
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     app.extensions["shutter"] = Services(settings)
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})

@@ -16,7 +16,7 @@ changes a cached object invalidates its key.
 """
 from __future__ import annotations
 
-import json
+import orjson
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -91,7 +91,7 @@ class LocalCache(Cache):
                     del self._items[key]
                     continue
                 self._items.move_to_end(key)
-                value = json.loads(item[1])
+                value = orjson.loads(item[1])
                 if value != TOMBSTONE:
                     found[key] = value
         return found
@@ -100,7 +100,7 @@ class LocalCache(Cache):
         expires = time.monotonic() + min(ttl, self._ttl)
         with self._lock:
             for key, value in values.items():
-                self._items[key] = (expires, json.dumps(value))  # stored serialised: no shared mutation
+                self._items[key] = (expires, orjson.dumps(value))  # stored serialised: no shared mutation
                 self._items.move_to_end(key)
             while len(self._items) > self._max_items:
                 self._items.popitem(last=False)
@@ -112,7 +112,7 @@ class LocalCache(Cache):
             for key, value in values.items():
                 item = self._items.get(key)
                 if item is None or item[0] < now:
-                    self._items[key] = (expires, json.dumps(value))
+                    self._items[key] = (expires, orjson.dumps(value))
                     self._items.move_to_end(key)
             while len(self._items) > self._max_items:
                 self._items.popitem(last=False)
@@ -148,17 +148,17 @@ class MemcachedCache(Cache):
             return {}
         raw = self._client.get_many([self._k(k) for k in keys]) or {}
         plen = len(self._prefix)
-        found = {(k.decode() if isinstance(k, bytes) else k)[plen:]: json.loads(v) for k, v in raw.items()}
+        found = {(k.decode() if isinstance(k, bytes) else k)[plen:]: orjson.loads(v) for k, v in raw.items()}
         return {k: v for k, v in found.items() if v != TOMBSTONE}
 
     def set_many(self, values, ttl=DEFAULT_TTL):
         if values:
-            self._client.set_many({self._k(k): json.dumps(v) for k, v in values.items()}, expire=ttl, noreply=True)
+            self._client.set_many({self._k(k): orjson.dumps(v) for k, v in values.items()}, expire=ttl, noreply=True)
 
     def add_many(self, values, ttl=DEFAULT_TTL):
         # memcached's `add` is atomic: it never overwrites a tombstone or a fresher value.
         for key, value in values.items():
-            self._client.add(self._k(key), json.dumps(value), expire=ttl, noreply=True)
+            self._client.add(self._k(key), orjson.dumps(value), expire=ttl, noreply=True)
 
     def delete_many(self, keys):
         if keys:
