@@ -16,20 +16,24 @@ from models import AccessToken, Client, utcnow
 
 SCOPES = ("basic", "comments", "relationships", "likes")
 
-_hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps the timing the same.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class PasswordService:
+    """argon2id password hashes, at the cost the settings give (ARGON2_*)."""
 
+    def __init__(self, time_cost: int, memory_cost_kib: int, parallelism: int) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism)
+        # Verifying against this when the user does not exist keeps the timing the same.
+        self._dummy_hash = self._hasher.hash("not-a-real-password")
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def sha256(value: str) -> str:

@@ -70,6 +70,10 @@ class Settings:
     signup_rate_limit: str = "20/hour"
     login_rate_limit: str = "30/minute"
     token_cache_seconds: int = 3600
+    # argon2id cost: argon2-cffi's defaults (RFC 9106's low-memory profile)
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 65536
+    argon2_parallelism: int = 4
     celebrity_threshold: int = 10_000
     feed_size: int = 800
 
@@ -125,6 +129,9 @@ class Settings:
             signup_rate_limit=get("SIGNUP_RATE_LIMIT", d.signup_rate_limit),
             login_rate_limit=get("LOGIN_RATE_LIMIT", d.login_rate_limit),
             token_cache_seconds=int(get("TOKEN_CACHE_SECONDS", d.token_cache_seconds)),
+            argon2_time_cost=int(get("ARGON2_TIME_COST", d.argon2_time_cost)),
+            argon2_memory_cost_kib=int(get("ARGON2_MEMORY_COST_KIB", d.argon2_memory_cost_kib)),
+            argon2_parallelism=int(get("ARGON2_PARALLELISM", d.argon2_parallelism)),
             celebrity_threshold=int(get("CELEBRITY_THRESHOLD", d.celebrity_threshold)),
             feed_size=int(get("FEED_SIZE", d.feed_size)),
         )

@@ -49,6 +49,13 @@ class Services:
         return FeedManager(self.redis, self.db, self.settings)
 
     @cached_property
+    def passwords(self):
+        from app.auth import PasswordService
+
+        s = self.settings
+        return PasswordService(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism)
+
+    @cached_property
     def tokens(self):
         from app.auth import TokenService
 

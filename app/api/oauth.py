@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select, update
 
 from app.api.common import Schema, db, ok
-from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256, verify_password
+from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
 from app.serializers import user_summary
@@ -65,7 +65,7 @@ def _user_by_credentials(username: str | None, password: str | None) -> User | N
         return None
     user = db().scalar(select(User).where(User.username_key == username.lower()))
     # verify even when there is no such user, so timing doesn't reveal usernames
-    return user if verify_password(user.password_hash if user else None, password) and user else None
+    return user if services.passwords.verify(user.password_hash if user else None, password) and user else None
 
 
 def _basic_auth_user() -> User:

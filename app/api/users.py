@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 
 from app import activity, social
 from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
-from app.auth import hash_password
 from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
@@ -58,7 +57,7 @@ def signup(args):
     user = User(
         username=args["username"], username_key=args["username"].lower(),
         email=args["email"], email_key=args["email"].lower(),
-        password_hash=hash_password(args["password"]), full_name=args["full_name"],
+        password_hash=services.passwords.hash(args["password"]), full_name=args["full_name"],
     )
     session.add(user)
     try:
