@@ -116,9 +116,17 @@ def _describe(messages) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from app.imaging import ImageRejected
+
     @app.errorhandler(APIError)
     def handle_api_error(error: APIError):
         return error_response(error.code, error.error_type, error.message)
+
+    @app.errorhandler(ImageRejected)
+    def handle_rejected_image(error: ImageRejected):
+        # Any endpoint that takes an image (uploads, profile pictures) refuses it alike.
+        code = 415 if error.error_type == "APIUnsupportedMediaType" else 400
+        return error_response(code, error.error_type, error.message)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

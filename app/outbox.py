@@ -63,10 +63,15 @@ def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
             session.commit()
             # The broker is down: the rest would fail the same way, slowly.
             break
-        session.execute(update(Outbox).where(Outbox.id == row.id).values(delivered_at=utcnow()))
-        session.commit()
+        mark_done(session, row)
         delivered += 1
     return delivered
+
+
+def mark_done(session: Session, row: Outbox) -> None:
+    """The row's work is published (or was done at once): the sweeper leaves it alone."""
+    session.execute(update(Outbox).where(Outbox.id == row.id).values(delivered_at=utcnow()))
+    session.commit()
 
 
 def deliver_pending(session: Session, celery: Celery, older_than: timedelta, limit: int = 500) -> int:

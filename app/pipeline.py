@@ -218,10 +218,21 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     if celery is not None and was_ready:
         unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo.id, "user_id": photo.user_id})
         session.add(unfeed)
+    # The files' removal is promised in the same commit too: the derivatives are
+    # public URLs, and the original keeps the uploader's GPS.
+    unstore = Outbox(kind="tasks.media.delete_files", payload={"keys": keys})
+    session.add(unstore)
     session.commit()
     if unfeed is not None:
         outbox.deliver(session, celery, [unfeed])
-    storage.delete(keys)
+    try:
+        storage.delete(keys)
+    except StorageError as error:  # S3 is down: a task retries it, or else the sweeper
+        log.warning("photo %s: files not deleted yet (%s)", photo.id, type(error).__name__)
+        if celery is not None:
+            outbox.deliver(session, celery, [unstore])
+        return
+    outbox.mark_done(session, unstore)
 
 
 def sweep(session: Session, celery, stuck_after: timedelta = STUCK_AFTER,

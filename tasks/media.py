@@ -57,6 +57,13 @@ def process_photo(photo_id: int) -> None:
             pipeline.mark_failed(session, photo_id, error.message)
 
 
+@celery.task(name="tasks.media.delete_files", autoretry_for=RETRYABLE, max_retries=None,
+             retry_backoff=RETRY_BACKOFF, retry_backoff_max=RETRY_BACKOFF_MAX, retry_jitter=True)
+def delete_files(keys: list[str]) -> None:
+    """A deleted photo's files, when the storage failed at the time (retried until it answers)."""
+    services().storage.delete(keys)
+
+
 @celery.task(base=PhotoTask, name="tasks.media.publish_photo")
 def publish_photo(photo_id: int) -> None:
     with services().db.session() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import io
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from app import create_app
 from app.services import services
 from models import AccessToken, User
+from tests import images
 from tests.support import PASSWORD, Shutter, assert_error, basic_auth
 
 REDIRECT_URI = "http://localhost:9999/callback"
@@ -494,3 +496,43 @@ def test_search_hides_users_who_blocked_you(shutter):
     shutter.account("alicia")
     assert shutter.relate(alice, searcher, "block").status_code == 200
     assert _found(shutter, searcher, q="ali") == ["alicia"]
+
+
+# -- profile pictures ---------------------------------------------------------
+
+def _profile_picture_file(data: bytes):
+    return {"profile_picture": (io.BytesIO(data), "me.jpg")}
+
+
+def test_profile_picture_is_a_150_square_without_metadata(shutter, client, app):
+    alice = shutter.account("alice")
+    response = shutter.post("/v1/users/self", alice, files=_profile_picture_file(images.jpeg(800, 600)))
+    assert response.status_code == 200, response.json
+    url = response.json["data"]["profile_picture"]
+    assert url.startswith("http://localhost/media/profiles/")
+    served = client.get(url.removeprefix("http://localhost"))
+    assert served.status_code == 200
+    picture = images.assert_no_metadata(served.data)
+    assert picture.size == (150, 150)
+
+
+def test_a_new_profile_picture_replaces_the_old_file(shutter, app):
+    alice = shutter.account("alice")
+    first = shutter.post("/v1/users/self", alice, files=_profile_picture_file(images.jpeg(400, 400)))
+    second = shutter.post("/v1/users/self", alice, files=_profile_picture_file(images.jpeg(300, 500)))
+    old_key = first.json["data"]["profile_picture"].split("/media/", 1)[1]
+    new_key = second.json["data"]["profile_picture"].split("/media/", 1)[1]
+    storage = app.extensions["shutter"].storage
+    assert old_key != new_key
+    assert storage.exists(new_key) and not storage.exists(old_key)
+
+
+def test_bad_profile_pictures_are_refused(shutter, subtests):
+    alice = shutter.account("alice")
+    for name, data, code in [("not an image", b"hello", 415), ("gif", images.gif(), 415),
+                             ("truncated jpeg", images.jpeg(400, 300)[:2000], 400), ("empty", b"", 400)]:
+        with subtests.test(name):
+            response = shutter.post("/v1/users/self", alice, files=_profile_picture_file(data))
+            assert response.status_code == code, response.json
+            assert response.json["meta"]["error_type"].startswith("API")
+    assert shutter.get("/v1/users/self", alice).json["data"]["profile_picture"] == ""

@@ -349,3 +349,31 @@ def test_corrupt_original_fails_once_with_a_reason(api, shutter, worker_process,
     media = shutter.get(f"/v1/media/{photo_id}", alice).json["data"]
     assert media["status"] == "failed" and media["images"] == {}
     assert shutter.get("/v1/users/self", alice).json["data"]["counts"]["media"] == 0
+
+
+def test_delete_while_s3_is_down_removes_the_files_later(s3_settings, worker_process, s3_storage, moto_s3_url):
+    """The API's S3 dies between the commit and the file deletion: the photo is
+    gone at once, and a task deletes its files (public derivatives, and the
+    original with its GPS) once S3 answers."""
+    parts = urlsplit(moto_s3_url)
+    with FaultProxy(parts.hostname, parts.port) as api_s3:
+        app = _make_app(dataclasses.replace(s3_settings, s3_endpoint_url=api_s3.url_for("http")))
+        try:
+            shutter = Shutter(app.test_client())
+            alice = shutter.account("alice")
+            worker = worker_process(s3_settings, extra_env=FAST_RETRIES).start()  # the worker's S3 is fine
+            photo_id = upload(shutter, alice)
+            photo = wait_for_status(app, photo_id, "ready", worker)
+            keys = [photo.original_key, *(d["key"] for d in photo.derivatives.values())]
+            assert all(s3_storage.exists(key) for key in keys)
+
+            api_s3.refuse()
+            started = time.monotonic()
+            response = shutter.delete(f"/v1/media/{photo_id}", alice)
+            assert response.status_code == 200, response.json
+            assert time.monotonic() - started < 10
+            assert shutter.get(f"/v1/media/{photo_id}", alice).status_code == 404
+            wait_until(lambda: not any(s3_storage.exists(key) for key in keys),
+                       what="the worker to delete the files", worker=worker)
+        finally:
+            app.extensions["shutter"].close()

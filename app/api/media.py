@@ -10,7 +10,6 @@ from app.api.common import Schema, current_user, db, ok, parse_id, require_token
 from app.errors import APIError, InvalidParameters, NotFound
 from app.cache import photo_keys
 from app.ids import id_from_shortcode
-from app.imaging import ImageRejected
 from app.media import media_objects, visible_photo
 from app.services import services
 
@@ -63,14 +62,10 @@ def upload(args):
         location_name=args["location_name"], filter=args["filter"],
         share_to=_share_targets(args["share_to"]), idempotency_key=key,
     )
-    try:
-        photo, _created = pipeline.accept_upload(
-            db(), services.storage, services.celery, current_user(), upload_file.read(), fields,
-            services.settings.max_image_pixels,
-        )
-    except ImageRejected as error:
-        raise APIError(error.message, code=415 if error.error_type == "APIUnsupportedMediaType" else 400,
-                       error_type=error.error_type)
+    photo, _created = pipeline.accept_upload(
+        db(), services.storage, services.celery, current_user(), upload_file.read(), fields,
+        services.settings.max_image_pixels,
+    )
     activity.publish_pending(db(), services.redis)  # the caption's @mentions
     return ok(media_objects(db(), [photo], current_user().id)[0], code=202)
 

@@ -1,6 +1,7 @@
 """Users: sign-up, profiles, search, and the lists of the social graph."""
 from __future__ import annotations
 
+import logging
 import re
 
 import marshmallow as ma
@@ -15,9 +16,13 @@ from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.paging import split_page
+from app.profiles import store_profile_picture
 from app.serializers import user_full, user_summary
 from app.services import services
+from app.storage import StorageError
 from models import Block, Follow, User
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
@@ -87,9 +92,9 @@ def edit_profile(args):
     session = db()
     user = current_user()
     picture = request.files.get("profile_picture")
+    replaced = None
     if picture is not None:
-        from app.profiles import store_profile_picture
-
+        replaced = user.profile_picture_key
         user.profile_picture_key = store_profile_picture(user.id, picture.read())
     was_private = user.is_private
     for field, value in args.items():
@@ -104,6 +109,11 @@ def edit_profile(args):
     for pair in approved:  # their feeds get this account's photos
         services.feeds.apply_change(session, social.Change("approve", follow_started=pair))
     services.cache.invalidate([user_key(user.id)])  # cached summaries: name, picture
+    if replaced:
+        try:
+            services.storage.delete([replaced])
+        except StorageError:  # an old public picture left behind costs only its bytes
+            log.warning("user %s: old profile picture not deleted", user.id)
     session.refresh(user)
     return ok(user_full(user))
 
