@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import socket
 
 import pytest
 
@@ -85,7 +86,23 @@ def test_healthz_reports_every_component_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200, response.json
     assert response.json == {"meta": {"code": 200},
-                             "data": {"database": "ok", "redis": "ok", "broker": "ok", "storage": "ok"}}
+                             "data": {"database": "ok", "redis": "ok", "broker": "ok", "storage": "ok",
+                                      "cache": "ok"}}
+
+
+def test_healthz_names_a_component_that_is_down(settings):
+    app = create_app(dataclasses.replace(settings, memcached_servers=[f"127.0.0.1:{_closed_port()}"]))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["meta"]["error_type"] == "APIServiceUnavailable"
+    assert response.json["data"]["cache"].startswith("down")
+    assert response.json["data"]["database"] == "ok"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_metrics_counts_requests_in_prometheus_text(client):

@@ -36,6 +36,7 @@ def healthz():
         "redis": _check(services.redis.ping),
         "broker": _check(_broker),
         "storage": _check(services.storage.check),
+        "cache": _check(services.cache.check),
     }
     code = 200 if all(state == "ok" for state in components.values()) else 503
     body = {"meta": {"code": code}, "data": components}
