@@ -50,11 +50,6 @@ class _IdMaker:
 make_id = _IdMaker()
 
 
-def id_to_millis(id_: int) -> int:
-    """Unix milliseconds at which an id was made."""
-    return (id_ >> (SHARD_BITS + SEQUENCE_BITS)) + SHUTTER_EPOCH_MS
-
-
 def min_id_for_millis(millis: int) -> int:
     """The smallest id that can have been made at `millis` (for time cursors)."""
     return max(millis - SHUTTER_EPOCH_MS, 0) << (SHARD_BITS + SEQUENCE_BITS)

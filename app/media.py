@@ -128,12 +128,6 @@ def load_photos(session: Session, photo_ids) -> dict[int, Photo]:
     return found
 
 
-def ordered_photos(session: Session, photo_ids: list[int]) -> list[Photo]:
-    """`load_photos` in the order of `photo_ids`."""
-    photos = load_photos(session, photo_ids)
-    return [photos[i] for i in photo_ids if i in photos]
-
-
 def user_summaries(session: Session, user_ids) -> dict[int, UserSummary]:
     user_ids = list(dict.fromkeys(user_ids))
     if not user_ids:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import random
-from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -76,12 +74,6 @@ class Database:
         if self._replica_sessions:
             return random.choice(self._replica_sessions)()
         return self._sessions()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error."""
-        with self._sessions() as session, session.begin():
-            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import tempfile
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
