@@ -18,7 +18,8 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
   read    GET /v1/users/self/feed (20 items, warm: token cached, feed built;
           100 followees, one of them a celebrity merged at read time) under
           gunicorn (2 sync workers) with wrk, beside a bare JSON route of the
-          same app (bench/feeds_wsgi.py) under the same server and load.
+          same app (bench/feeds_wsgi.py) under the same server and load; also,
+          for information, a route that only authenticates the token.
           Targets: >= 0.5x the bare route's requests/s, p99 <= 25 ms.
 """
 from __future__ import annotations
@@ -290,26 +291,29 @@ def bench_read(args) -> None:
         wait_for_port(PORT)
         feed_url = f"http://127.0.0.1:{PORT}/v1/users/self/feed?count=20&access_token={token}"
         bare_url = f"http://127.0.0.1:{PORT}/bench/bare"
+        authed_url = f"http://127.0.0.1:{PORT}/bench/authed?access_token={token}"
         import urllib.request
 
         body = urllib.request.urlopen(feed_url).read()
         assert body.count(b'"type": "image"') + body.count(b'"type":"image"') == 20, body[:300]
-        for url in (bare_url, feed_url):  # warm both workers: connections, caches, feed built
+        for url in (bare_url, authed_url, feed_url):  # warm both workers: connections, caches, feed built
             wrk(binary, url, 2, args.connections)
-        runs = {"feed": [], "bare": []}
+        runs = {"feed": [], "bare": [], "authed": []}
         for _ in range(args.rounds):
             runs["bare"].append(wrk(binary, bare_url, args.seconds, args.connections))
+            runs["authed"].append(wrk(binary, authed_url, args.seconds, args.connections))
             runs["feed"].append(wrk(binary, feed_url, args.seconds, args.connections))
     finally:
         server.terminate()
         server.wait(timeout=30)
     median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in runs.items()}
-    feed, bare = median["feed"], median["bare"]
+    feed, bare, authed = median["feed"], median["bare"], median["authed"]
     header(f"GET /v1/users/self/feed, 20 items, gunicorn 2 workers, wrk -c{args.connections} "
            f"{args.seconds}s x {args.rounds} (median)")
     row("requests/s      feed vs bare route", feed["rps"], bare["rps"], "req/s", f">= {TARGET_VS_BARE}x the bare route")
     row("p50 latency     feed vs bare route", feed["p50"], bare["p50"], "ms", "")
     row("p99 latency     feed vs bare route", feed["p99"], bare["p99"], "ms", f"feed p99 <= {TARGET_P99_MS} ms")
+    row("requests/s      token-only route vs bare", authed["rps"], bare["rps"], "req/s", "(information)")
     passed = feed["rps"] / bare["rps"] >= TARGET_VS_BARE and feed["p99"] <= TARGET_P99_MS
     print(f"read target {'met' if passed else 'NOT met'}")
     redis.flushdb()

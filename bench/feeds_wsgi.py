@@ -1,10 +1,14 @@
-"""The app under gunicorn for bench/feeds.py, plus a bare JSON route to compare with.
+"""The app under gunicorn for bench/feeds.py, plus routes to compare with.
 
-The bare route lives here, not in the product: same app, same hooks and
-envelope, no auth, no database, no Redis.
+They live here, not in the product: the same app, hooks and envelope.
+`/bench/bare` has no auth, no database, no Redis; `/bench/authed` only
+authenticates the access token (one Redis lookup) and answers a constant,
+which shows what authentication alone costs beside the bare route.
 """
+from flask import g
+
 from app import create_app
-from app.api.common import ok
+from app.api.common import ok, require_token
 
 app = create_app()
 
@@ -12,3 +16,9 @@ app = create_app()
 @app.get("/bench/bare")
 def bare():
     return ok({"bare": True})
+
+
+@app.get("/bench/authed")
+@require_token()
+def authed():
+    return ok({"user": str(g.token.user_id)})
