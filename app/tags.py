@@ -54,7 +54,7 @@ def get(session: Session, name: str) -> Tag | None:
 
 def search(session: Session, query: str, count: int) -> list[Tag]:
     """Tags with published media whose name starts with `query`, the most used first."""
-    prefix = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    prefix = text.like_prefix(query)
     return list(session.scalars(
         select(Tag).where(Tag.name.like(prefix, escape="\\"), Tag.media_count > 0)
         .order_by(Tag.media_count.desc(), Tag.name).limit(count)

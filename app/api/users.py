@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app import activity, social
+from app import activity, social, text
 from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
 from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
@@ -123,7 +123,7 @@ def edit_profile(args):
 @blp.arguments(SearchArgs, location="query")
 def search_users(args):
     """Users whose username or full name starts with q."""
-    prefix = args["q"].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    prefix = text.like_prefix(args["q"])
     viewer = current_user()
     blocked_viewer = select(Block.blocker_id).where(Block.blocked_id == viewer.id)
     users = db().scalars(
