@@ -47,14 +47,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
     limiter.init_app(app)
-    from app.api import feeds, health, media, oauth, relationships, users
+    from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
 
-    for blueprint in (oauth.blp, users.blp, relationships.blp, media.blp, feeds.blp):
-        api.register_blueprint(blueprint)
-    from app.api import browse, engagement
-
-    for blueprint in (engagement.blp, browse.blp):
-        api.register_blueprint(blueprint)
+    for area in (oauth, users, relationships, media, feeds, engagement, browse):
+        api.register_blueprint(area.blp)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
     init_metrics(app)
