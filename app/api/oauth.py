@@ -65,7 +65,7 @@ def _user_by_credentials(username: str | None, password: str | None) -> User | N
         return None
     user = db().scalar(select(User).where(User.username_key == username.lower()))
     # verify even when there is no such user, so timing doesn't reveal usernames
-    return user if services.passwords.verify(user.password_hash if user else None, password) and user else None
+    return user if services.passwords.verify(user.password_hash if user else None, password) else None
 
 
 def _basic_auth_user() -> User:
