@@ -86,6 +86,16 @@ class TokenService:
     def _key(token_hash: str) -> str:
         return f"token:{token_hash}"
 
+    def key(self, raw: str) -> str:
+        """The Redis key a token's cached lookup lives under (the feed's script reads it)."""
+        return self._key(sha256(raw))
+
+    @staticmethod
+    def from_cached(cached: str) -> TokenInfo:
+        """The TokenInfo of a cached lookup, as `resolve` stored it."""
+        data = json.loads(cached)
+        return TokenInfo(data["u"], data["c"], tuple(data["s"]), data["e"])
+
     def issue(self, session: Session, user_id: int, client: Client, scopes: list[str]) -> str:
         raw = f"{user_id}.{secrets.token_urlsafe(32)}"
         session.add(AccessToken(token_hash=sha256(raw), user_id=user_id, client_pk=client.id, scopes=" ".join(scopes)))
@@ -95,8 +105,7 @@ class TokenService:
         token_hash = sha256(raw)
         cached = self.redis.get(self._key(token_hash))
         if cached:
-            data = json.loads(cached)
-            return TokenInfo(data["u"], data["c"], tuple(data["s"]), data["e"])
+            return self.from_cached(cached)
         row = session.execute(
             select(AccessToken, Client.enforce_signed_requests)
             .join(Client, Client.id == AccessToken.client_pk)

@@ -47,6 +47,10 @@ def photo_keys(photo_id: int) -> list[str]:
 
 
 class Cache(ABC):
+    # How long a value read from it may outlive the change that made it stale:
+    # none for a shared cache (writers invalidate), the TTL for a per-process one.
+    staleness = 0
+
     @abstractmethod
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         """The cached values of those keys that are cached."""
@@ -74,6 +78,7 @@ class LocalCache(Cache):
     """A bounded, thread-safe LRU with a short TTL, for one process."""
 
     def __init__(self, max_items: int = 10_000, ttl: int = IN_PROCESS_TTL) -> None:
+        self.staleness = ttl
         self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._max_items = max_items

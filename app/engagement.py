@@ -5,7 +5,8 @@ they count, by `UPDATE … SET n = n ± 1` only when a row really appeared
 (insert in a savepoint; a duplicate fails the savepoint, not the request)
 or really disappeared (DELETE … RETURNING), so they stay exact under
 concurrent requests. Each writer commits, then mirrors the activity into
-Redis and drops the photo's cache entry.
+Redis and drops what the cache and the rendered feed (app/rendered.py) hold
+of the photo. `svc` is the services container (app.services.Services).
 """
 from __future__ import annotations
 
@@ -21,21 +22,17 @@ from app.paging import split_page
 from models import Activity, Comment, Like, Photo, User
 
 
-class _Commit:
+def _commit(session: Session, svc, photo_id: int) -> None:
     """Commit the caller's transaction, then do what must follow a commit."""
-
-    def __init__(self, session: Session, redis, cache) -> None:
-        self.session, self.redis, self.cache = session, redis, cache
-
-    def __call__(self, photo_id: int) -> None:
-        try:
-            self.session.commit()
-        except Exception:
-            self.session.rollback()
-            activity.discard_pending(self.session)
-            raise
-        activity.publish_pending(self.session, self.redis)
-        self.cache.invalidate(photo_keys(photo_id))
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        activity.discard_pending(session)
+        raise
+    activity.publish_pending(session, svc.redis)
+    svc.cache.invalidate(photo_keys(photo_id))
+    svc.rendered.forget_photos([photo_id])
 
 
 def _bump(session: Session, photo_id: int, **deltas: int) -> None:
@@ -54,7 +51,7 @@ def _require_ready(photo: Photo) -> None:
 
 # -- likes -------------------------------------------------------------------
 
-def like(session: Session, redis, cache, viewer_id: int, photo: Photo) -> bool:
+def like(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
     """Like a photo; False when the viewer already did (nothing changes)."""
     _require_ready(photo)
     try:
@@ -65,11 +62,12 @@ def like(session: Session, redis, cache, viewer_id: int, photo: Photo) -> bool:
         return False
     _bump(session, photo.id, like_count=+1)
     activity.record(session, photo.user_id, viewer_id, "like", photo.id)
-    _Commit(session, redis, cache)(photo.id)
+    _commit(session, svc, photo.id)
+    svc.rendered.liked(viewer_id, photo.id, True)
     return True
 
 
-def unlike(session: Session, redis, cache, viewer_id: int, photo: Photo) -> bool:
+def unlike(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
     """Take a like back; False when there was none."""
     removed = session.scalar(
         delete(Like).where(Like.photo_id == photo.id, Like.user_id == viewer_id).returning(Like.id))
@@ -78,7 +76,8 @@ def unlike(session: Session, redis, cache, viewer_id: int, photo: Photo) -> bool
         return False
     _bump(session, photo.id, like_count=-1)
     activity.remove(session, Activity.type == "like", Activity.actor_id == viewer_id, Activity.photo_id == photo.id)
-    _Commit(session, redis, cache)(photo.id)
+    _commit(session, svc, photo.id)
+    svc.rendered.liked(viewer_id, photo.id, False)
     return True
 
 
@@ -109,7 +108,7 @@ def liked(session: Session, viewer_id: int, count: int, max_like_id: int | None)
 
 # -- comments ----------------------------------------------------------------
 
-def add_comment(session: Session, redis, cache, viewer_id: int, photo: Photo, body: str) -> Comment:
+def add_comment(session: Session, svc, viewer_id: int, photo: Photo, body: str) -> Comment:
     _require_ready(photo)
     comment = Comment(photo_id=photo.id, user_id=viewer_id, text=body)
     session.add(comment)
@@ -118,11 +117,11 @@ def add_comment(session: Session, redis, cache, viewer_id: int, photo: Photo, bo
     activity.record(session, photo.user_id, viewer_id, "comment", photo.id, comment.id)
     # The owner already hears of the comment; a mention would say it twice.
     activity.record_mentions(session, viewer_id, photo, body, comment.id, skip={photo.user_id})
-    _Commit(session, redis, cache)(photo.id)
+    _commit(session, svc, photo.id)
     return comment
 
 
-def delete_comment(session: Session, redis, cache, viewer_id: int, photo: Photo, comment_id: int) -> None:
+def delete_comment(session: Session, svc, viewer_id: int, photo: Photo, comment_id: int) -> None:
     """The comment's author or the photo's owner may delete it."""
     author = session.scalar(select(Comment.user_id).where(Comment.id == comment_id, Comment.photo_id == photo.id))
     if author is None:
@@ -138,7 +137,7 @@ def delete_comment(session: Session, redis, cache, viewer_id: int, photo: Photo,
         activity.discard_pending(session)
         return
     _bump(session, photo.id, comment_count=-1)
-    _Commit(session, redis, cache)(photo.id)
+    _commit(session, svc, photo.id)
 
 
 def comments(session: Session, photo: Photo, count: int, after: int | None) -> tuple[list[Comment], int | None]:

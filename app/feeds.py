@@ -39,7 +39,7 @@ a delete racing a fan-out) costs a slot, never a leak.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
@@ -67,6 +67,7 @@ class FeedPage:
     photo_ids: list[int]  # newest first, all visible to the viewer
     entries: dict[int, dict]  # app.media.media_entries of those photos
     next_max_id: int | None
+    gone: list[int] = field(default_factory=list)  # ids looked at whose photo no longer exists
 
 
 def following_key(user_id: int) -> str:
@@ -351,15 +352,20 @@ class FeedManager:
         pipe.smismember(key, [str(i) for i in candidates])
         exists, members = pipe.execute()
         if not exists:
-            followees = session.scalars(
-                select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
-            ).all()
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.sadd(key, BUILT, *map(str, followees))
-            pipe.expire(key, FOLLOWING_TTL)
-            pipe.execute()
-            return user_ids & set(followees)
+            return user_ids & set(self.build_following(session, viewer_id))
         return {i for i, member in zip(candidates, members) if member}
+
+    def build_following(self, session: Session, viewer_id: int) -> list[int]:
+        """following:{viewer} from the database; the followees' ids."""
+        followees = session.scalars(
+            select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
+        ).all()
+        key = following_key(viewer_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(key, BUILT, *map(str, followees))
+        pipe.expire(key, FOLLOWING_TTL)
+        pipe.execute()
+        return list(followees)
 
     def page(self, session: Session, viewer_id: int, count: int,
              max_id: int | None = None, min_id: int | None = None) -> "FeedPage":
@@ -387,11 +393,14 @@ class FeedManager:
         # ids were dropped: usually one round of `count` photos.
         ids: list[int] = []
         entries: dict[int, dict] = {}
+        gone: list[int] = []
         looked = 0
         while len(ids) < count and looked < len(candidates):
             batch = candidates[looked:looked + count - len(ids)]
             looked += len(batch)
-            loaded = {i: e for i, e in media_entries(session, batch).items() if e["body"]["status"] == "ready"}
+            found = media_entries(session, batch)
+            gone += [i for i in batch if i not in found]
+            loaded = {i: e for i, e in found.items() if e["body"]["status"] == "ready"}
             owners = {e["user_id"] for e in loaded.values()} - {viewer_id}
             followed = self.followed_among(session, viewer_id, owners)
             shown = [i for i in batch if i in loaded and loaded[i]["user_id"] in followed | {viewer_id}]
@@ -399,4 +408,4 @@ class FeedManager:
             entries.update((i, loaded[i]) for i in shown)
         more = has_more or looked < len(candidates)
         # Continue below the last candidate looked at (the last photo, unless ids were dropped).
-        return FeedPage(ids, entries, candidates[looked - 1] if more else None)
+        return FeedPage(ids, entries, candidates[looked - 1] if more else None, gone)

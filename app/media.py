@@ -213,8 +213,30 @@ def media_entries(session: Session, photo_ids, known: dict[int, Photo] | None = 
     return entries
 
 
+def page_users(session: Session, entries: dict[int, dict], photo_ids) -> dict[int, UserSummary]:
+    """Everyone the media objects of `photo_ids` show: owners, likers, commenters."""
+    user_ids = set()
+    for i in photo_ids:
+        entry = entries[i]
+        user_ids.add(entry["user_id"])
+        user_ids.update(entry["liker_ids"])
+        user_ids.update(c["user_id"] for c in entry["comments"])
+    return user_summaries(session, user_ids)
+
+
+def media_object(entry: dict, users: dict, *, user_has_liked, base: str) -> dict:
+    """v1's media object from a media_entries() entry; `users` maps user ids to
+    what stands for each user (user_summary() dicts). Users missing from it are
+    left out (deleted meanwhile)."""
+    comments = [{**{k: v for k, v in c.items() if k != "user_id"}, "from": users[c["user_id"]]}
+                for c in entry["comments"] if c["user_id"] in users]
+    return media_json(entry["body"], users[entry["user_id"]],
+                      likers=[users[i] for i in entry["liker_ids"] if i in users],
+                      comments=comments, user_has_liked=user_has_liked, base=base)
+
+
 def media_by_ids(session: Session, photo_ids: list[int], viewer_id: int | None,
-                 entries: dict[int, dict] | None = None) -> list[dict]:
+                 entries: dict[int, dict] | None = None, users: dict[int, UserSummary] | None = None) -> list[dict]:
     """v1 media objects for `photo_ids`, in their order, as `viewer_id` sees them.
 
     The caller has checked visibility; ids that no longer exist are skipped.
@@ -224,30 +246,19 @@ def media_by_ids(session: Session, photo_ids: list[int], viewer_id: int | None,
     photo_ids = [i for i in photo_ids if i in entries]
     if not photo_ids:
         return []
-    user_ids = set()
-    for i in photo_ids:
-        entry = entries[i]
-        user_ids.add(entry["user_id"])
-        user_ids.update(entry["liker_ids"])
-        user_ids.update(c["user_id"] for c in entry["comments"])
+    if users is None:
+        users = page_users(session, entries, photo_ids)
     # Each user rendered once per page, however often they appear on it.
-    users = {i: user_summary(u) for i, u in user_summaries(session, user_ids).items()}
+    base = url_base()
+    rendered = {i: user_summary(u, base) for i, u in users.items()}
     liked = [i for i in photo_ids if entries[i]["body"]["likes"]["count"]]
     has_liked = set(session.scalars(
         select(Like.photo_id).where(Like.user_id == viewer_id, Like.photo_id.in_(liked))
     )) if viewer_id is not None and liked else set()
-    objects = []
-    base = url_base()
-    for photo_id in photo_ids:
-        entry = entries[photo_id]
-        if entry["user_id"] not in users:
-            continue  # the owner was deleted meanwhile
-        comments = [{**{k: v for k, v in c.items() if k != "user_id"}, "from": users[c["user_id"]]}
-                    for c in entry["comments"] if c["user_id"] in users]
-        objects.append(media_json(
-            entry["body"], users[entry["user_id"]], likers=[users[i] for i in entry["liker_ids"] if i in users],
-            comments=comments, user_has_liked=photo_id in has_liked, base=base))
-    return objects
+    return [
+        media_object(entries[i], rendered, user_has_liked=i in has_liked, base=base)
+        for i in photo_ids if entries[i]["user_id"] in rendered  # else the owner was deleted meanwhile
+    ]
 
 
 def media_objects(session: Session, photos: list[Photo], viewer_id: int | None) -> list[dict]:

@@ -19,16 +19,16 @@ def public_url(url: str, base: str | None = None) -> str:
     return url
 
 
-def media_url(key: str | None) -> str:
-    return public_url(services.storage.url(key)) if key else ""
+def media_url(key: str | None, base: str | None = None) -> str:
+    return public_url(services.storage.url(key), base) if key else ""
 
 
-def user_summary(user: User) -> dict:
+def user_summary(user: User, base: str | None = None) -> dict:
     return {
         "id": str(user.id),
         "username": user.username,
         "full_name": user.full_name,
-        "profile_picture": media_url(user.profile_picture_key),
+        "profile_picture": media_url(user.profile_picture_key, base),
     }
 
 

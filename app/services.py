@@ -49,6 +49,12 @@ class Services:
         return FeedManager(self.redis, self.db, self.settings)
 
     @cached_property
+    def rendered(self):
+        from app.rendered import RenderedFeed
+
+        return RenderedFeed(self.redis, self.feeds, staleness=self.cache.staleness)
+
+    @cached_property
     def passwords(self):
         from app.auth import PasswordService
 

@@ -285,7 +285,7 @@ def bench_read(args) -> None:
     env = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "MEDIA_ROOT": media,
            "RATE_LIMITS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
+        [str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
          "bench.feeds_wsgi:app"], cwd=ROOT, env=env)
     try:
         wait_for_port(PORT)
@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     for name in args.section or list(SECTIONS):
         SECTIONS[name](args)

@@ -51,7 +51,7 @@ def _recent_page(args, *conditions):
 
 @blp.route("/users/<user_id>/media/recent", methods=["GET"])
 @require_token()
-@blp.arguments(RecentArgs, location="query")
+@blp.arguments(RecentArgs(), location="query")
 def user_media(args, user_id):
     """A user's published media, newest first."""
     owner = user_or_404(user_id)
@@ -80,7 +80,7 @@ def get_tag(name):
 
 @blp.route("/tags/<name>/media/recent", methods=["GET"])
 @require_token()
-@blp.arguments(TagPageArgs, location="query")
+@blp.arguments(TagPageArgs(), location="query")
 def tag_media(args, name):
     """Media tagged with this tag, newest first (count, max_tag_id, min_tag_id)."""
     tag = tags.get(db(), _tag_name(name))
@@ -94,7 +94,7 @@ def tag_media(args, name):
 
 @blp.route("/tags/search", methods=["GET"])
 @require_token()
-@blp.arguments(TagSearchArgs, location="query")
+@blp.arguments(TagSearchArgs(), location="query")
 def search_tags(args):
     """Tags starting with q, the most used first."""
     q = args["q"].lstrip("#")
@@ -119,7 +119,7 @@ def get_location(location_id):
 
 @blp.route("/locations/<location_id>/media/recent", methods=["GET"])
 @require_token()
-@blp.arguments(RecentArgs, location="query")
+@blp.arguments(RecentArgs(), location="query")
 def location_media(args, location_id):
     """Media at this location, newest first."""
     return _recent_page(args, Photo.location_id == _location(location_id).id)
@@ -127,7 +127,7 @@ def location_media(args, location_id):
 
 @blp.route("/media/popular", methods=["GET"])
 @require_token()
-@blp.arguments(CountArgs, location="query")
+@blp.arguments(CountArgs(), location="query")
 def popular_media(args):
     """Popular recent media (ranked every minute by likes and comments, with time decay)."""
     viewer = current_user()

@@ -100,25 +100,41 @@ def _check_signature(client: Client, enforce: bool) -> None:
         raise ForbiddenSignature("Invalid signed-request: missing or wrong sig")
 
 
+def request_token() -> str:
+    """The request's access token; 400 when it sent none."""
+    raw = _request_token()
+    if not raw:
+        raise OAuthParameterError("Missing access_token")
+    return raw
+
+
+def authorize(info, scopes: tuple[str, ...] = ()) -> None:
+    """Check a resolved token (auth.TokenInfo) against `scopes` and the client's
+    signing rule, then make it the request's token (g.token)."""
+    missing = [scope for scope in scopes if scope not in info.scopes]
+    if missing:
+        raise OAuthPermissionsError(f"This request requires scope={','.join(missing)}, "
+                                    f"but this access token is not authorized with this scope.")
+    if info.enforce_signed_requests or "sig" in request.values:
+        _check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
+    g.token = info
+
+
+def authenticate(scopes: tuple[str, ...] = ()) -> None:
+    """Resolve the request's token (Redis, then the database) and authorize it."""
+    info = services.tokens.resolve(db(), request_token())
+    if info is None:
+        raise OAuthAccessTokenError("The access_token provided is invalid.")
+    authorize(info, scopes)
+
+
 def require_token(*scopes: str):
     """Authenticate with an access token that carries `scopes` (basic is implied)."""
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            raw = _request_token()
-            if not raw:
-                raise OAuthParameterError("Missing access_token")
-            info = services.tokens.resolve(db(), raw)
-            if info is None:
-                raise OAuthAccessTokenError("The access_token provided is invalid.")
-            missing = [scope for scope in scopes if scope not in info.scopes]
-            if missing:
-                raise OAuthPermissionsError(f"This request requires scope={','.join(missing)}, "
-                                            f"but this access token is not authorized with this scope.")
-            if info.enforce_signed_requests or "sig" in request.values:
-                _check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
-            g.token = info
+            authenticate(scopes)
             return view(*args, **kwargs)
 
         return wrapper

@@ -38,7 +38,7 @@ def _photo(media_id: str):
 
 @blp.route("/media/<media_id>/likes", methods=["GET"])
 @require_token()
-@blp.arguments(LikePageArgs, location="query")
+@blp.arguments(LikePageArgs(), location="query")
 def get_likes(args, media_id):
     """The users who liked this media, newest first (count, max_like_id)."""
     user_ids, cursor = engagement.likers(db(), _photo(media_id), args["count"],
@@ -52,7 +52,7 @@ def get_likes(args, media_id):
 @require_token("likes")
 def like(media_id):
     """Like this media (liking twice changes nothing)."""
-    engagement.like(db(), services.redis, services.cache, current_user().id, _photo(media_id))
+    engagement.like(db(), services, current_user().id, _photo(media_id))
     return ok(None)
 
 
@@ -60,13 +60,13 @@ def like(media_id):
 @require_token("likes")
 def unlike(media_id):
     """Take your like back."""
-    engagement.unlike(db(), services.redis, services.cache, current_user().id, _photo(media_id))
+    engagement.unlike(db(), services, current_user().id, _photo(media_id))
     return ok(None)
 
 
 @blp.route("/media/<media_id>/comments", methods=["GET"])
 @require_token()
-@blp.arguments(CursorArgs, location="query")
+@blp.arguments(CursorArgs(), location="query")
 def get_comments(args, media_id):
     """This media's comments, oldest first (count, cursor)."""
     rows, cursor = engagement.comments(db(), _photo(media_id), args["count"], parse_id(args["cursor"], "cursor"))
@@ -77,11 +77,11 @@ def get_comments(args, media_id):
 
 @blp.route("/media/<media_id>/comments", methods=["POST"])
 @require_token("comments")
-@blp.arguments(CommentArgs, location="form")
+@blp.arguments(CommentArgs(), location="form")
 def comment(args, media_id):
     """Comment on this media (text: 1–300 characters; @mentions notify)."""
     viewer = current_user()
-    row = engagement.add_comment(db(), services.redis, services.cache, viewer.id, _photo(media_id), args["text"])
+    row = engagement.add_comment(db(), services, viewer.id, _photo(media_id), args["text"])
     return ok(comment_json(row, viewer))
 
 
@@ -89,14 +89,14 @@ def comment(args, media_id):
 @require_token("comments")
 def delete_comment(media_id, comment_id):
     """Delete a comment: yours, or any on your media."""
-    engagement.delete_comment(db(), services.redis, services.cache, current_user().id, _photo(media_id),
+    engagement.delete_comment(db(), services, current_user().id, _photo(media_id),
                               parse_id(comment_id, "comment id"))
     return ok(None)
 
 
 @blp.route("/users/self/media/liked", methods=["GET"])
 @require_token()
-@blp.arguments(LikePageArgs, location="query")
+@blp.arguments(LikePageArgs(), location="query")
 def liked_media(args):
     """The media you liked, newest like first (count, max_like_id)."""
     viewer = current_user()
@@ -107,7 +107,7 @@ def liked_media(args):
 
 @blp.route("/users/self/activity", methods=["GET"])
 @require_token()
-@blp.arguments(ActivityArgs, location="query")
+@blp.arguments(ActivityArgs(), location="query")
 def activity_feed(args):
     """Likes, comments, follows, follow requests and mentions of you, newest first (count, max_id)."""
     viewer = current_user()

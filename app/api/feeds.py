@@ -1,25 +1,41 @@
 """The home feed: v1's GET /users/self/feed."""
 from __future__ import annotations
 
-from flask import g
+import orjson
+from flask import current_app, g
 from flask_smorest import Blueprint
 
-from app.api.common import PageArgs, db, next_page, ok, parse_id, require_token
-from app.media import media_by_ids
+from app.api.common import PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
+from app.media import media_by_ids, page_users
+from app.rendered import BASE, RenderedPage
+from app.serializers import url_base
 from app.services import services
 
 blp = Blueprint("feeds", __name__, url_prefix="/v1", description="The home feed")
 
 
 @blp.route("/users/self/feed", methods=["GET"])
-@require_token()
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 def feed(args):
     """Your photos and those of the accounts you follow, newest first."""
+    count, max_id, min_id = args["count"], parse_id(args["max_id"], "max_id"), parse_id(args["min_id"], "min_id")
+    raw_token = request_token()
+
+    # Warm: one round trip does the token, the page and its media objects (app/rendered.py).
+    rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id)
+    if isinstance(rendered, RenderedPage):
+        authorize(services.tokens.from_cached(rendered.token))  # nothing is sent before this passes
+        pagination = next_page("next_max_id", rendered.next_max_id, url_param="max_id")
+        body = (f'{{"meta":{{"code":200}},"data":[{rendered.data.replace(BASE, url_base())}],'
+                f'"pagination":{orjson.dumps(pagination).decode()}}}')
+        return current_app.response_class(body, mimetype="application/json")
+
+    # Cold: assemble the page from FeedManager and the cache, then warm what it used.
+    authenticate()
     session = db()
-    # The token's user id is all a feed needs: no query for the User row.
-    viewer_id = g.token.user_id
-    page = services.feeds.page(
-        session, viewer_id, args["count"], parse_id(args["max_id"], "max_id"), parse_id(args["min_id"], "min_id"))
-    return ok(media_by_ids(session, page.photo_ids, viewer_id, page.entries),
-              pagination=next_page("next_max_id", page.next_max_id, url_param="max_id"))
+    viewer_id = g.token.user_id  # all a feed needs: no query for the User row
+    page = services.feeds.page(session, viewer_id, count, max_id, min_id)
+    users = page_users(session, page.entries, page.photo_ids)
+    media = media_by_ids(session, page.photo_ids, viewer_id, page.entries, users)
+    services.rendered.warm(session, viewer_id, rendered, page, users)
+    return ok(media, pagination=next_page("next_max_id", page.next_max_id, url_param="max_id"))

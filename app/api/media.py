@@ -50,7 +50,7 @@ def _idempotency_key() -> str | None:
 
 @blp.route("/media/upload", methods=["POST"])
 @require_token()
-@blp.arguments(UploadArgs, location="form")
+@blp.arguments(UploadArgs(), location="form")
 def upload(args):
     """Upload a photo (multipart `photo`): 202 + the media, `status: processing`."""
     key = _idempotency_key()
@@ -99,4 +99,5 @@ def delete_media(media_id):
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
     pipeline.delete_photo(session, services.storage, photo, services.celery)
     services.cache.invalidate(photo_keys(photo.id))
+    services.rendered.forget_photos([photo.id])
     return ok(None)

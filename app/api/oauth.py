@@ -95,7 +95,7 @@ def _same_redirect(registered: str, given: str) -> bool:
 
 @blp.route("/oauth/access_token", methods=["POST"])
 @limiter.limit(_login_limit)
-@blp.arguments(TokenArgs, location="form")
+@blp.arguments(TokenArgs(), location="form")
 def access_token(args):
     """Exchange a password (xAuth) or an authorization code for an access token."""
     session = db()
@@ -132,7 +132,7 @@ def access_token(args):
 
 @blp.route("/oauth/authorize", methods=["GET"])
 @limiter.limit(_login_limit)
-@blp.arguments(AuthorizeArgs, location="query")
+@blp.arguments(AuthorizeArgs(), location="query")
 def authorize(args):
     """The user (HTTP Basic) authorizes a client; redirects with ?code= or #access_token=."""
     session = db()
@@ -159,7 +159,7 @@ def authorize(args):
 
 @blp.route("/v1/clients", methods=["POST"])
 @limiter.limit(_login_limit)
-@blp.arguments(ClientArgs, location="form")
+@blp.arguments(ClientArgs(), location="form")
 def register_client(args):
     """Register an API client (an addition), as its owner (HTTP Basic)."""
     session = db()

@@ -34,7 +34,7 @@ def get_relationship(user_id):
 
 @blp.route("/users/<user_id>/relationship", methods=["POST"])
 @require_token("relationships")
-@blp.arguments(RelationshipArgs, location="form")
+@blp.arguments(RelationshipArgs(), location="form")
 def change_relationship(args, user_id):
     """follow | unfollow | block | unblock | approve | ignore."""
     session = db()

@@ -55,7 +55,7 @@ def _signup_limit() -> str:
 
 @blp.route("/users", methods=["POST"])
 @limiter.limit(_signup_limit, methods=["POST"])
-@blp.arguments(SignupArgs, location="form")
+@blp.arguments(SignupArgs(), location="form")
 def signup(args):
     """Sign up (an addition to v1): username, password, email, full_name → 201 + user."""
     session = db()
@@ -86,7 +86,7 @@ def get_user(user_id):
 
 @blp.route("/users/self", methods=["POST"])
 @require_token()
-@blp.arguments(ProfileArgs, location="form")
+@blp.arguments(ProfileArgs(), location="form")
 def edit_profile(args):
     """Edit the profile (an addition): full_name, bio, website, is_private, profile_picture."""
     session = db()
@@ -109,6 +109,7 @@ def edit_profile(args):
     for pair in approved:  # their feeds get this account's photos
         services.feeds.apply_change(session, social.Change("approve", follow_started=pair))
     services.cache.invalidate([user_key(user.id)])  # cached summaries: name, picture
+    services.rendered.forget_users([user.id])
     if replaced:
         try:
             services.storage.delete([replaced])
@@ -120,7 +121,7 @@ def edit_profile(args):
 
 @blp.route("/users/search", methods=["GET"])
 @require_token()
-@blp.arguments(SearchArgs, location="query")
+@blp.arguments(SearchArgs(), location="query")
 def search_users(args):
     """Users whose username or full name starts with q."""
     prefix = text.like_prefix(args["q"])
@@ -163,7 +164,7 @@ def _visible_graph_owner(user_id: str) -> User:
 
 @blp.route("/users/<user_id>/follows", methods=["GET"])
 @require_token()
-@blp.arguments(CursorArgs, location="query")
+@blp.arguments(CursorArgs(), location="query")
 def follows(args, user_id):
     """The users this user follows."""
     return _follow_list(_visible_graph_owner(user_id), args, followers=False)
@@ -171,7 +172,7 @@ def follows(args, user_id):
 
 @blp.route("/users/<user_id>/followed-by", methods=["GET"])
 @require_token()
-@blp.arguments(CursorArgs, location="query")
+@blp.arguments(CursorArgs(), location="query")
 def followed_by(args, user_id):
     """The users who follow this user."""
     return _follow_list(_visible_graph_owner(user_id), args, followers=True)
@@ -179,7 +180,7 @@ def followed_by(args, user_id):
 
 @blp.route("/users/self/requested-by", methods=["GET"])
 @require_token()
-@blp.arguments(CursorArgs, location="query")
+@blp.arguments(CursorArgs(), location="query")
 def requested_by(args):
     """The users who asked to follow you."""
     return _follow_list(current_user(), args, followers=True, status="pending")

@@ -1,0 +1,373 @@
+r"""The warm home feed in one Redis round trip: media objects pre-rendered in
+Redis, and a script that looks up the token, pages the feed, checks who may
+see what and fetches the rendered media, all inside Redis.
+
+Why. Assembling a page the long way (FeedManager.page, then app.media) takes
+five round trips (token, followed celebrities, the feed range, the followee
+check, the cache) and builds twenty media objects in Python. Here the route
+sends one EVALSHA, and fills a few placeholders in the JSON it gets back.
+FeedManager (feeds.py) and app.media stay the source of truth, and the path
+for whatever is cold.
+
+What Redis holds for it, beside FeedManager's sets and the token cache:
+
+  mf:{photo}   a ready photo's media object: its owner's id, \x04, then its
+               JSON with placeholders \x02ref\x03 where it depends on someone:
+               a user id for that user's summary, "L" for the viewer's
+               user_has_liked. "-": the photo no longer exists.
+  us:{user}    a user summary's JSON.
+  liked:{user} the ids of the photos the user liked, with the sentinel "0"
+               once built from the database; like/unlike keep it exact.
+
+Relative storage URLs (the local media folder) are rendered with \x01 where
+the request's base URL goes. JSON text never holds a raw control character
+(a caption's are escaped), so none of these markers can be forged.
+
+Misses. If anything the page needs is not in Redis (token not cached, a set
+not built, a photo or user not rendered), the script answers "miss" and the
+route assembles the page the long way, then `warm`s what it used. Ids are
+compared as strings: every member and cursor is 19 digits (see feeds.py).
+
+Freshness. The writers of what these keys hold call `forget_*` after their
+commit, which leaves a tombstone "~<Redis time>". A missed read returns the
+Redis time at which it missed, before it reads the database; `warm` fills a
+key only where it is empty or holds a tombstone older than that: a reader
+that loaded the state from before a commit cannot store it back, and the
+first read that started after the commit renders it again (a photo liked
+every second is still served rendered). Times are the Redis server's own
+clock (TIME), the one clock both sides share.
+
+The script reads keys it was not passed: fine on a Redis server, not on a
+Redis Cluster.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.feeds import BUILT, SLACK, FeedManager, FeedPage, following_key
+from app.media import UserSummary, media_object
+from app.serializers import user_summary
+from models import Like
+
+log = logging.getLogger(__name__)
+
+FEED_READS = Counter("shutter_feed_reads_total", "Home feed reads, by how they were answered", ["path"])
+
+HELD_TTL = 60  # how long a tombstone lasts: far longer than any reader's miss-then-fill
+GONE = "-"  # the photo no longer exists (its feed entries go soon)
+MEDIA_TTL = 600  # the forget_* calls keep entries fresh; the TTL only ages out cold ones
+GONE_TTL = 300
+USER_TTL = 3600
+LIKED_TTL = 3600
+# Control characters never appear raw in JSON text: safe as markers.
+BASE = "\x01"  # where the request's base URL goes
+REF_START, REF_END = "\x02", "\x03"  # around a placeholder's name
+OWNER_END = "\x04"  # after the owner's id, in front of the JSON
+
+# Placeholders while rendering, unique to this process: no caption can hold one.
+_REF = uuid.uuid4().hex
+_REF_BASE = f"{_REF}:base"
+_REF_PATTERN = re.compile(rf'"{_REF}:([^"]*)"')
+LIKED_REF = "L"
+
+
+def media_key(photo_id: int) -> str:
+    return f"mf:{photo_id}"
+
+
+def user_key(user_id: int) -> str:
+    return f"us:{user_id}"
+
+
+def liked_key(user_id: int) -> str:
+    return f"liked:{user_id}"
+
+
+def liked_clock_key(user_id: int) -> str:
+    return f"liked:{user_id}:changed"
+
+
+def _cursor(value: int | None) -> str:
+    """A cursor as the script compares it: 19 digits (ids are), '' for none."""
+    return "" if value is None else str(value).zfill(19)
+
+
+_NOW = """
+local function now()  -- the Redis server's time in µs, as a string
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+"""
+
+READ_PAGE = _NOW + """
+local BUILT, GONE = '0', '-'
+local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_id, min_id = ARGV[3], ARGV[4]
+local function miss(why) return {'miss', why, now()} end
+local function held(value) return string.sub(value, 1, 1) == '~' end
+
+local token = redis.call('GET', KEYS[1])
+local uid = token and string.match(token, '"u":%s*(%d+)')
+if not uid then return miss('token') end
+local celebrities = redis.call('GET', 'celebs:' .. uid)
+if not celebrities then return miss('celebrities') end
+local following, liked = 'following:' .. uid, 'liked:' .. uid
+if redis.call('SISMEMBER', following, BUILT) == 0 then return miss('following') end
+if redis.call('SISMEMBER', liked, BUILT) == 0 then return miss('liked') end
+
+-- The candidates: the newest `want` of the feed and of each followed
+-- celebrity's posts, merged (FeedManager._range and .page, in Redis).
+local keys = {'feed:' .. uid}
+for id in string.gmatch(celebrities, '%d+') do keys[#keys + 1] = 'posts:' .. id end
+local high = max_id ~= '' and max_id or '+inf'
+local low = min_id ~= '' and min_id or '(0'
+local seen, candidates, more = {}, {}, false
+for _, key in ipairs(keys) do
+  if not redis.call('ZSCORE', key, BUILT) then return miss('unbuilt') end
+  local fetch, raw, ids, full = want + 4
+  repeat  -- score bounds are fuzzy: drop the ties beyond the cursors, fetch more if they ate the page
+    raw, ids = redis.call('ZREVRANGEBYSCORE', key, high, low, 'LIMIT', 0, fetch), {}
+    for _, m in ipairs(raw) do
+      if m ~= BUILT and (max_id == '' or m < max_id) and (min_id == '' or m > min_id) then ids[#ids + 1] = m end
+    end
+    full = #raw == fetch
+    fetch = fetch * 4
+  until not (full and #ids < want)
+  if full or #ids > want then more = true end
+  for i = 1, math.min(#ids, want) do
+    if not seen[ids[i]] then seen[ids[i]] = true; candidates[#candidates + 1] = ids[i] end
+  end
+end
+if #keys > 1 then  -- merge: the default sort (no Lua comparator to call), read backwards
+  table.sort(candidates)
+  for i = 1, math.floor(#candidates / 2) do
+    local j = #candidates + 1 - i
+    candidates[i], candidates[j] = candidates[j], candidates[i]
+  end
+end
+if #candidates > want then more = true end
+local n = math.min(#candidates, want)
+
+-- The first `count` the viewer may see (their own and their followees'
+-- photos), and who else they show: plain finds, as pattern scans cost ~5 µs
+-- per KB in Redis's Lua.
+local shown, bodies, looked, users, wanted = {}, {}, 0, {}, {}
+while #shown < count and looked < n do
+  local batch, mkeys = {}, {}
+  for i = looked + 1, math.min(n, looked + count - #shown) do
+    batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = 'mf:' .. candidates[i]
+  end
+  looked = looked + #batch
+  local values, found, owners = redis.call('MGET', unpack(mkeys)), {}, {}
+  for i = 1, #batch do
+    local value = values[i]
+    if not value or held(value) then return miss('media') end
+    if value ~= GONE then
+      found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, string.find(value, '\4', 1, true) - 1)
+    end
+  end
+  if #owners > 0 then
+    local followed = redis.call('SMISMEMBER', following, unpack(owners))
+    for j, i in ipairs(found) do
+      if owners[j] == uid or followed[j] == 1 then
+        local value = values[i]
+        shown[#shown + 1] = batch[i]; bodies[#bodies + 1] = value
+        local s = string.find(value, '\2', 1, true)
+        while s do
+          local e = string.find(value, '\3', s + 1, true)
+          local ref = string.sub(value, s + 1, e - 1)
+          if ref ~= 'L' and not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
+          s = string.find(value, '\2', e + 1, true)
+        end
+      end
+    end
+  end
+end
+local next_max_id = ''
+if n > 0 and (more or looked < n) then next_max_id = candidates[looked] end
+
+-- The reply: the page's media with their placeholders (the app fills them in),
+-- the viewer's likes among them, and the summaries of the users they show.
+local likes = ''
+if #shown > 0 then
+  local flags = redis.call('SMISMEMBER', liked, unpack(shown))
+  for i = 1, #flags do flags[i] = tostring(flags[i]) end
+  likes = table.concat(flags)
+end
+local reply = {'ok', token, next_max_id, likes, #users}
+if #users > 0 then
+  local ukeys = {}
+  for i, id in ipairs(users) do ukeys[i] = 'us:' .. id; reply[#reply + 1] = id end
+  local values = redis.call('MGET', unpack(ukeys))
+  for i = 1, #users do
+    if not values[i] or held(values[i]) then return miss('users') end
+    reply[#reply + 1] = values[i]
+  end
+end
+for _, body in ipairs(bodies) do reply[#reply + 1] = body end
+return reply
+"""
+
+# KEYS: where to store; ARGV: since (µs), then a value and a TTL per key.
+FILL = """
+local since = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if not current or (string.sub(current, 1, 1) == '~' and tonumber(string.sub(current, 2)) < since) then
+    redis.call('SET', key, ARGV[2 * i], 'EX', ARGV[2 * i + 1])
+  end
+end
+"""
+
+HOLD = _NOW + """
+local tombstone = '~' .. now()
+for _, key in ipairs(KEYS) do redis.call('SET', key, tombstone, 'EX', ARGV[1]) end
+"""
+
+# A committed like (ARGV[1] = '1') or unlike of photo ARGV[2]: the set follows
+# it, and KEYS[2] remembers when, for BUILD_LIKED. KEYS: liked:{u}, its clock.
+LIKED_CHANGED = _NOW + """
+if ARGV[1] == '1' then redis.call('SADD', KEYS[1], ARGV[2]) else redis.call('SREM', KEYS[1], ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], now(), 'EX', ARGV[4])
+"""
+
+# The set as the database had it after ARGV[1] (µs): refused if a like or
+# unlike was committed since (the ids may predate it); the next read retries.
+BUILD_LIKED = """
+local changed = redis.call('GET', KEYS[2])
+if changed and tonumber(changed) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Miss:
+    why: str
+    since: int  # the Redis time (µs) of the miss: what `warm` may store must be read after it
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    token: str  # the cached token lookup the page was read with (auth.TokenService.from_cached)
+    data: str  # the media objects, comma-separated, BASE where the base URL goes
+    next_max_id: int | None
+
+
+def _assemble(bodies: list[str], likes: str, users: dict[str, str]) -> str:
+    """The page's media objects from the script's reply: placeholders filled in."""
+    out: list[str] = []
+    for body, like in zip(bodies, likes):
+        if out:
+            out.append(",")
+        pieces = body.split(REF_START)
+        out.append(pieces[0][pieces[0].index(OWNER_END) + 1:])
+        for piece in pieces[1:]:
+            ref, _, text = piece.partition(REF_END)
+            out.append(("true" if like == "1" else "false") if ref == LIKED_REF else users[ref])
+            out.append(text)
+    return "".join(out)
+
+
+def render_media(entry: dict) -> str:
+    """What mf:{photo} holds for a ready photo's media_entries() entry."""
+    refs = {entry["user_id"], *entry["liker_ids"], *(c["user_id"] for c in entry["comments"])}
+    media = media_object(entry, {i: f"{_REF}:{i}" for i in refs},
+                         user_has_liked=f"{_REF}:{LIKED_REF}", base=_REF_BASE)
+    text = orjson.dumps(media).decode().replace(_REF_BASE, BASE)
+    return f"{entry['user_id']}{OWNER_END}" + _REF_PATTERN.sub(lambda m: f"{REF_START}{m[1]}{REF_END}", text)
+
+
+def render_user(summary: UserSummary) -> bytes:
+    """What us:{user} holds."""
+    return orjson.dumps(user_summary(summary, _REF_BASE)).replace(_REF_BASE.encode(), BASE.encode())
+
+
+class RenderedFeed:
+    def __init__(self, redis, feeds: FeedManager, staleness: int = 0) -> None:
+        """`staleness`: how stale the cache service may be (cache.Cache.staleness).
+        A per-process cache is not invalidated by other processes' writes, so
+        what is rendered from it lives no longer than it would there."""
+        self.redis = redis
+        self.feeds = feeds
+        self.media_ttl = min(MEDIA_TTL, staleness) if staleness else MEDIA_TTL
+        self.user_ttl = min(USER_TTL, staleness) if staleness else USER_TTL
+        self._read_page = redis.register_script(READ_PAGE)
+        self._fill = redis.register_script(FILL)
+        self._hold_script = redis.register_script(HOLD)
+        self._liked_changed = redis.register_script(LIKED_CHANGED)
+        self._build_liked = redis.register_script(BUILD_LIKED)
+
+    def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None) -> RenderedPage | Miss:
+        """The page in one round trip, or a Miss when something it needs is cold."""
+        status, *rest = self._read_page(
+            keys=[token_key], args=[count, count + SLACK, _cursor(max_id), _cursor(min_id)])
+        if status != "ok":
+            FEED_READS.labels(f"miss:{rest[0]}").inc()
+            return Miss(rest[0], int(rest[1]))
+        FEED_READS.labels("rendered").inc()
+        token, next_max_id, likes, user_count, *rest = rest
+        users = dict(zip(rest[:user_count], rest[user_count:2 * user_count]))
+        data = _assemble(rest[2 * user_count:], likes, users)
+        return RenderedPage(token, data, int(next_max_id) if next_max_id else None)
+
+    def warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
+             users: dict[int, UserSummary]) -> None:
+        """Store what a page assembled after `miss` used, so that the next read of it is one round trip."""
+        values: dict[str, tuple[bytes | str, int]] = {}
+        for photo_id in page.photo_ids:
+            values[media_key(photo_id)] = (render_media(page.entries[photo_id]), self.media_ttl)
+        for photo_id in page.gone:
+            values[media_key(photo_id)] = (GONE, GONE_TTL)
+        for user_id, summary in users.items():
+            values[user_key(user_id)] = (render_user(summary), self.user_ttl)
+        pipe = self.redis.pipeline(transaction=False)
+        if values:
+            args = [miss.since]
+            for value, ttl in values.values():
+                args += [value, ttl]
+            self._fill(keys=list(values), args=args, client=pipe)
+        pipe.sismember(liked_key(viewer_id), BUILT)
+        pipe.sismember(following_key(viewer_id), BUILT)
+        *_, liked_built, following_built = pipe.execute()
+        if not liked_built:
+            self.build_liked(session, viewer_id, miss.since)
+        if not following_built:  # a page of the viewer's own photos never needed it
+            self.feeds.build_following(session, viewer_id)
+
+    def build_liked(self, session: Session, user_id: int, since: int) -> None:
+        """liked:{user} from the database, read after `since` (Redis µs). A SADD:
+        it merges with what a like wrote meanwhile; skipped if a like or unlike
+        was committed after `since`, as the query may not have seen it."""
+        photo_ids = session.scalars(select(Like.photo_id).where(Like.user_id == user_id)).all()
+        self._build_liked(keys=[liked_key(user_id), liked_clock_key(user_id)],
+                          args=[since, LIKED_TTL, BUILT, *map(str, photo_ids)])
+
+    # -- after a commit: keep what is rendered true ----------------------------
+    def forget_photos(self, photo_ids) -> None:
+        """Their likes, comments or existence changed."""
+        self._hold([media_key(i) for i in photo_ids])
+
+    def forget_users(self, user_ids) -> None:
+        """Their name or picture changed."""
+        self._hold([user_key(i) for i in user_ids])
+
+    def _hold(self, keys: list[str]) -> None:
+        if keys:
+            self._hold_script(keys=keys, args=[HELD_TTL])
+
+    def liked(self, user_id: int, photo_id: int, liked: bool) -> None:
+        """A like or unlike was committed. Written whether or not the set is built:
+        an unbuilt set lacks the sentinel, so it is still rebuilt."""
+        self._liked_changed(keys=[liked_key(user_id), liked_clock_key(user_id)],
+                            args=["1" if liked else "0", photo_id, LIKED_TTL, HELD_TTL])
