@@ -15,11 +15,14 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
           FeedManager.fan_out_all end to end (followers paged from PostgreSQL,
           in-process: no Celery overhead).
           Targets: >= 150,000 deliveries/s and >= 0.8x the Lua reference.
-  read    GET /v1/users/self/feed (20 items, warm: token cached, feed built;
-          100 followees, one of them a celebrity merged at read time) under
-          gunicorn (2 sync workers) with wrk, beside a bare JSON route of the
-          same app (bench/feeds_wsgi.py) under the same server and load; also,
-          for information, a route that only authenticates the token.
+  read    GET /v1/users/self/feed (20 items, warm: token cached, feed built,
+          media rendered, so each read is one Redis round trip; 100 followees,
+          one of them a celebrity merged at read time) under gunicorn (--workers
+          sync workers, 2 by default as in gunicorn.conf.py) with wrk, beside a
+          bare JSON route of the same app (bench/feeds_wsgi.py) under the same
+          server and load; also, for information, a route that only
+          authenticates the token. The cache service is the local memcached
+          when one listens on 11211 (as in production), else in-process.
           Targets: >= 0.5x the bare route's requests/s, p99 <= 25 ms.
 """
 from __future__ import annotations
@@ -284,6 +287,12 @@ def bench_read(args) -> None:
     media = tempfile.mkdtemp(prefix="shutter-bench-media-")
     env = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "MEDIA_ROOT": media,
            "RATE_LIMITS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+    env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shutter-bench-metrics-")  # /metrics adds up workers
+    try:
+        socket.create_connection(("127.0.0.1", 11211), timeout=1).close()
+        env["MEMCACHED_SERVERS"] = "127.0.0.1:11211"
+    except OSError:
+        print("no memcached on 127.0.0.1:11211: the cache is in-process", flush=True)
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-b", f"127.0.0.1:{PORT}", "--log-level", "warning",
          "bench.feeds_wsgi:app"], cwd=ROOT, env=env)
@@ -303,17 +312,21 @@ def bench_read(args) -> None:
             runs["bare"].append(wrk(binary, bare_url, args.seconds, args.connections))
             runs["authed"].append(wrk(binary, authed_url, args.seconds, args.connections))
             runs["feed"].append(wrk(binary, feed_url, args.seconds, args.connections))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics").read().decode()
+        paths = dict(re.findall(r'^shutter_feed_reads_total\{path="([^"]+)"\} ([\d.e+]+)$', metrics, re.M))
     finally:
         server.terminate()
         server.wait(timeout=30)
     median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in runs.items()}
     feed, bare, authed = median["feed"], median["bare"], median["authed"]
-    header(f"GET /v1/users/self/feed, 20 items, gunicorn 2 workers, wrk -c{args.connections} "
+    header(f"GET /v1/users/self/feed, 20 items, gunicorn {args.workers} workers, wrk -c{args.connections} "
            f"{args.seconds}s x {args.rounds} (median)")
     row("requests/s      feed vs bare route", feed["rps"], bare["rps"], "req/s", f">= {TARGET_VS_BARE}x the bare route")
     row("p50 latency     feed vs bare route", feed["p50"], bare["p50"], "ms", "")
     row("p99 latency     feed vs bare route", feed["p99"], bare["p99"], "ms", f"feed p99 <= {TARGET_P99_MS} ms")
     row("requests/s      token-only route vs bare", authed["rps"], bare["rps"], "req/s", "(information)")
+    print("feed reads by path (app/rendered.py): " +
+          ", ".join(f"{path} {float(n):,.0f}" for path, n in sorted(paths.items())))
     passed = feed["rps"] / bare["rps"] >= TARGET_VS_BARE and feed["p99"] <= TARGET_P99_MS
     print(f"read target {'met' if passed else 'NOT met'}")
     redis.flushdb()
@@ -331,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (read)")
     args = parser.parse_args(argv)
     for name in args.section or list(SECTIONS):
         SECTIONS[name](args)
