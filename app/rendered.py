@@ -171,7 +171,9 @@ while #shown < count and looked < n do
     local value = values[i]
     if not value or held(value) then return miss('media') end
     if value ~= GONE then
-      found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, string.find(value, '\4', 1, true) - 1)
+      local owner_end = string.find(value, '\4', 1, true)
+      if not owner_end then return miss('media') end  -- not this version's format: assemble
+      found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, owner_end - 1)
     end
   end
   if #owners > 0 then

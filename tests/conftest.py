@@ -127,6 +127,22 @@ def app(settings):
 
 
 @pytest.fixture
+def make_app(settings):
+    """create_app with some settings changed; closed at the end of the test."""
+    apps = []
+
+    def make(**changes):
+        app = create_app(dataclasses.replace(settings, **changes))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["shutter"].close()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -2,7 +2,6 @@
 limits, profiles, user lookup and search (issue 2)."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import io
@@ -11,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.services import services
 from models import AccessToken, User
 from tests import images
@@ -354,12 +352,9 @@ def test_a_sig_is_checked_even_when_the_client_does_not_enforce_it(shutter, alic
 
 # -- rate limits ----------------------------------------------------------------
 @pytest.fixture
-def limited(settings):
+def limited(make_app):
     """A Shutter on an app that allows 3 sign-ups and 3 logins a minute."""
-    app = create_app(dataclasses.replace(settings, signup_rate_limit="3/minute", login_rate_limit="3/minute"))
-    app.config["TESTING"] = True
-    yield Shutter(app.test_client())
-    app.extensions["shutter"].close()
+    return Shutter(make_app(signup_rate_limit="3/minute", login_rate_limit="3/minute").test_client())
 
 
 def test_the_fourth_signup_in_a_minute_is_rate_limited(limited):

@@ -7,26 +7,10 @@ import io
 import logging
 import socket
 
-import pytest
 
 from app import create_app
 from tests.support import PASSWORD, assert_error
 
-
-@pytest.fixture
-def make_app(settings):
-    """create_app with some settings changed; closed at the end of the test."""
-    apps = []
-
-    def make(**changes):
-        app = create_app(dataclasses.replace(settings, **changes))
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["shutter"].close()
 
 
 # -- errors are always the envelope ------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import event
 
-from app import create_app, pipeline
+from app import pipeline
 from app.feeds import BUILT, FeedManager, feed_key, posts_key
 from tests.support import Shutter, assert_error
 
@@ -243,11 +243,8 @@ def test_going_public_merges_the_approved_requests(shutter):
 
 
 @pytest.fixture
-def celebrity_shutter(settings):
-    app = create_app(dataclasses.replace(settings, celebrity_threshold=2))
-    app.config["TESTING"] = True
-    yield Shutter(app.test_client())
-    app.extensions["shutter"].close()
+def celebrity_shutter(make_app):
+    return Shutter(make_app(celebrity_threshold=2).test_client())
 
 
 def test_celebrities_are_merged_at_read_time_not_fanned_out(celebrity_shutter):

@@ -6,14 +6,13 @@ Which path answered is read off the shutter_feed_reads_total counter.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from app import create_app, pipeline
+from app import pipeline
 from app.media import page_users
 from app.rendered import LIKED_REF, Miss, liked_key, media_key
 from tests.support import Shutter, assert_error
@@ -46,12 +45,9 @@ def by_id(body: dict) -> dict[str, dict]:
 
 
 @pytest.fixture
-def shutter(settings):
+def shutter(make_app):
     """Accounts with more than one follower are celebrities here."""
-    app = create_app(dataclasses.replace(settings, celebrity_threshold=1))
-    app.config["TESTING"] = True
-    yield Shutter(app.test_client())
-    app.extensions["shutter"].close()
+    return Shutter(make_app(celebrity_threshold=1).test_client())
 
 
 @pytest.fixture
