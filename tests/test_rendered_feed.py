@@ -253,3 +253,15 @@ def test_a_rebuild_of_the_likes_that_started_before_an_unlike_is_refused(shutter
     read(shutter, alice, count=20)
     body, was_rendered = read(shutter, alice, count=20)
     assert was_rendered and by_id(body)[f"{target}_{bob.id}"]["user_has_liked"] is False
+
+
+@pytest.mark.parametrize("params", [
+    {"max_id": "0"}, {"min_id": "0"}, {"max_id": "9223372036854775807"}, {"min_id": "9223372036854775807"},
+    {"max_id": "1", "min_id": "9223372036854775807"}, {"count": "1"}, {"count": "100"},
+])
+def test_edge_cursors_read_the_same_warm_or_cold(shutter, social, params):
+    alice, *_ = social
+    forget_rendered(shutter)
+    assembled, rendered = read(shutter, alice, **params)
+    assert not rendered
+    assert read(shutter, alice, **params) == (assembled, True)
