@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import orjson
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -325,7 +326,16 @@ class RenderedFeed:
 
     def warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
              users: dict[int, UserSummary]) -> None:
-        """Store what a page assembled after `miss` used, so that the next read of it is one round trip."""
+        """Store what a page assembled after `miss` used, so that the next read of
+        it is one round trip. A Redis failure is logged, not raised: the page
+        stands, and the next read assembles it again."""
+        try:
+            self._warm(session, viewer_id, miss, page, users)
+        except RedisError:
+            log.warning("feed of user %s: rendered media not stored", viewer_id, exc_info=True)
+
+    def _warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
+              users: dict[int, UserSummary]) -> None:
         values: dict[str, tuple[bytes | str, int]] = {}
         for photo_id in page.photo_ids:
             values[media_key(photo_id)] = (render_media(page.entries[photo_id]), self.media_ttl)

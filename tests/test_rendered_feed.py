@@ -265,3 +265,17 @@ def test_edge_cursors_read_the_same_warm_or_cold(shutter, social, params):
     assembled, rendered = read(shutter, alice, **params)
     assert not rendered
     assert read(shutter, alice, **params) == (assembled, True)
+
+
+def test_a_redis_that_lost_its_scripts_still_serves_the_feed(shutter, social):
+    """After a Redis restart or SCRIPT FLUSH, the scripts are loaded again."""
+    alice, *_ = social
+    read(shutter, alice)
+    warm, rendered = read(shutter, alice)
+    assert rendered
+    services_of(shutter).redis.script_flush()
+    assert read(shutter, alice) == (warm, True)
+    forget_rendered(shutter)
+    services_of(shutter).redis.script_flush()
+    assert read(shutter, alice)[0] == warm  # assembled, and its fill script loaded again
+    assert read(shutter, alice) == (warm, True)
