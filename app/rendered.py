@@ -133,16 +133,23 @@ local low = min_id ~= '' and min_id or '(0'
 local seen, candidates, more = {}, {}, false
 for _, key in ipairs(keys) do
   if not redis.call('ZSCORE', key, BUILT) then return miss('unbuilt') end
-  local fetch, raw, ids, full = want + 4
-  repeat  -- score bounds are fuzzy: drop the ties beyond the cursors, fetch more if they ate the page
-    raw, ids = redis.call('ZREVRANGEBYSCORE', key, high, low, 'LIMIT', 0, fetch), {}
-    for _, m in ipairs(raw) do
-      if m ~= BUILT and (max_id == '' or m < max_id) and (min_id == '' or m > min_id) then ids[#ids + 1] = m end
-    end
-    full = #raw == fetch
-    fetch = fetch * 4
-  until not (full and #ids < want)
-  if full or #ids > want then more = true end
+  local ids
+  if max_id == '' and min_id == '' then  -- the first page, by rank: one more tells if more follow
+    ids = redis.call('ZREVRANGE', key, 0, want)
+    if ids[#ids] == BUILT then ids[#ids] = nil end
+    if #ids > want then more = true end
+  else
+    local fetch, raw, full = want + 4
+    repeat  -- score bounds are fuzzy: drop the ties beyond the cursors, fetch more if they ate the page
+      raw, ids = redis.call('ZREVRANGEBYSCORE', key, high, low, 'LIMIT', 0, fetch), {}
+      for _, m in ipairs(raw) do
+        if m ~= BUILT and (max_id == '' or m < max_id) and (min_id == '' or m > min_id) then ids[#ids + 1] = m end
+      end
+      full = #raw == fetch
+      fetch = fetch * 4
+    until not (full and #ids < want)
+    if full or #ids > want then more = true end
+  end
   for i = 1, math.min(#ids, want) do
     if not seen[ids[i]] then seen[ids[i]] = true; candidates[#candidates + 1] = ids[i] end
   end
