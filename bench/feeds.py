@@ -21,7 +21,8 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
           sync workers, 2 by default as in gunicorn.conf.py) with wrk, beside a
           bare JSON route of the same app (bench/feeds_wsgi.py) under the same
           server and load; also, for information, a route that only
-          authenticates the token. The cache service is the local memcached
+          authenticates the token and one that writes a constant body the
+          size of the feed page. The cache service is the local memcached
           when one listens on 11211 (as in production), else in-process.
           Targets: >= 0.5x the bare route's requests/s, p99 <= 25 ms.
 """
@@ -301,16 +302,18 @@ def bench_read(args) -> None:
         feed_url = f"http://127.0.0.1:{PORT}/v1/users/self/feed?count=20&access_token={token}"
         bare_url = f"http://127.0.0.1:{PORT}/bench/bare"
         authed_url = f"http://127.0.0.1:{PORT}/bench/authed?access_token={token}"
+        large_url = f"http://127.0.0.1:{PORT}/bench/large"
         import urllib.request
 
         body = urllib.request.urlopen(feed_url).read()
         assert body.count(b'"type": "image"') + body.count(b'"type":"image"') == 20, body[:300]
-        for url in (bare_url, authed_url, feed_url):  # warm both workers: connections, caches, feed built
+        for url in (bare_url, authed_url, large_url, feed_url):  # warm both workers: connections, caches, feed built
             wrk(binary, url, 2, args.connections)
-        runs = {"feed": [], "bare": [], "authed": []}
+        runs = {"feed": [], "bare": [], "authed": [], "large": []}
         for _ in range(args.rounds):
             runs["bare"].append(wrk(binary, bare_url, args.seconds, args.connections))
             runs["authed"].append(wrk(binary, authed_url, args.seconds, args.connections))
+            runs["large"].append(wrk(binary, large_url, args.seconds, args.connections))
             runs["feed"].append(wrk(binary, feed_url, args.seconds, args.connections))
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics").read().decode()
         paths = dict(re.findall(r'^shutter_feed_reads_total\{path="([^"]+)"\} ([\d.e+]+)$', metrics, re.M))
@@ -318,13 +321,14 @@ def bench_read(args) -> None:
         server.terminate()
         server.wait(timeout=30)
     median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in runs.items()}
-    feed, bare, authed = median["feed"], median["bare"], median["authed"]
+    feed, bare, authed, large = median["feed"], median["bare"], median["authed"], median["large"]
     header(f"GET /v1/users/self/feed, 20 items, gunicorn {args.workers} workers, wrk -c{args.connections} "
            f"{args.seconds}s x {args.rounds} (median)")
     row("requests/s      feed vs bare route", feed["rps"], bare["rps"], "req/s", f">= {TARGET_VS_BARE}x the bare route")
     row("p50 latency     feed vs bare route", feed["p50"], bare["p50"], "ms", "")
     row("p99 latency     feed vs bare route", feed["p99"], bare["p99"], "ms", f"feed p99 <= {TARGET_P99_MS} ms")
     row("requests/s      token-only route vs bare", authed["rps"], bare["rps"], "req/s", "(information)")
+    row("requests/s      constant 24 KB body vs bare", large["rps"], bare["rps"], "req/s", "(information)")
     print("feed reads by path (app/rendered.py): " +
           ", ".join(f"{path} {float(n):,.0f}" for path, n in sorted(paths.items())))
     passed = feed["rps"] / bare["rps"] >= TARGET_VS_BARE and feed["p99"] <= TARGET_P99_MS
