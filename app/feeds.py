@@ -55,6 +55,7 @@ CHUNK = 2000  # followers per fan-out task and per Redis round trip
 BUILT = "0"  # the sentinel member of a set built from the database
 CELEBRITIES_TTL = 60  # seconds a viewer's list of followed celebrities is reused
 FOLLOWING_TTL = 300  # seconds a viewer's set of followees is reused (follow changes drop it)
+FOLLOWS_CLOCK_TTL = 60  # how long a follow change refuses older rebuilds: far longer than a rebuild
 SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
 
 
@@ -82,6 +83,35 @@ def posts_key(user_id: int) -> str:
     return f"posts:{user_id}"
 
 
+def follows_clock_key(user_id: int) -> str:
+    """When the user's follows last changed (Redis time, µs): see FOLLOWS_CHANGED."""
+    return f"follows:{user_id}:changed"
+
+
+# After a committed follow change of user KEYS[3]: drop what is derived from
+# their follows (celebs, following) and remember when, so that a rebuild that
+# queried the database before the commit cannot store its answer (STORE_DERIVED).
+FOLLOWS_CHANGED = """
+local t = redis.call('TIME')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], t[1] .. string.format('%06d', tonumber(t[2])), 'EX', ARGV[1])
+"""
+
+# KEYS: the follows clock, the key to store. ARGV: since (µs: taken before the
+# query), 'string' or 'set', TTL, the value(s). Refused if the follows changed since.
+STORE_DERIVED = """
+local changed = redis.call('GET', KEYS[1])
+if changed and tonumber(changed) >= tonumber(ARGV[1]) then return 0 end
+if ARGV[2] == 'string' then
+  redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
+else
+  redis.call('SADD', KEYS[2], unpack(ARGV, 4))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
@@ -91,6 +121,13 @@ class FeedManager:
         self.redis = redis
         self.db = db
         self.settings = settings
+        self._follows_changed = redis.register_script(FOLLOWS_CHANGED)
+        self._store_derived = redis.register_script(STORE_DERIVED)
+
+    def clock(self) -> int:
+        """The Redis server's time in µs: the clock the follows clocks are on."""
+        seconds, micros = self.redis.time()
+        return seconds * 1_000_000 + micros
 
     @property
     def _trim_stop(self) -> int:
@@ -246,13 +283,18 @@ class FeedManager:
         try:
             for pair in [change.follow_started, *(change.follows_ended or ())]:
                 if pair:
-                    self.redis.delete(celebrities_key(pair[0]), following_key(pair[0]))
+                    self.follows_changed(pair[0])
             if change.follow_started:
                 self.merge_followee(session, *change.follow_started)
             for follower_id, followee_id in change.follows_ended or ():
                 self.remove_followee(session, follower_id, followee_id)
         except Exception:  # redis.RedisError and friends
             log.warning("feed follow-up of %s failed", change.action, exc_info=True)
+
+    def follows_changed(self, user_id: int) -> None:
+        """The user's follows changed (committed): what is derived from them goes."""
+        self._follows_changed(keys=[celebrities_key(user_id), following_key(user_id), follows_clock_key(user_id)],
+                              args=[FOLLOWS_CLOCK_TTL])
 
     # -- building -----------------------------------------------------------
     def _store_built(self, key: str, ids: list[int]) -> None:
@@ -321,19 +363,22 @@ class FeedManager:
         """The accounts above the celebrity threshold that the viewer follows.
 
         Kept in Redis for CELEBRITIES_TTL (a query per feed read otherwise);
-        the viewer's follow changes drop it, and an account crossing the
-        threshold shows up within the TTL.
+        the viewer's follow changes drop it (and refuse a rebuild that raced
+        them: FOLLOWS_CHANGED), and an account crossing the threshold shows up
+        within the TTL.
         """
         key = celebrities_key(viewer_id)
         cached = self.redis.get(key)
         if cached is not None:
             return [int(i) for i in cached.split(",") if i]
+        since = self.clock()
         ids = session.scalars(
             select(Follow.followee_id).join(User, User.id == Follow.followee_id)
             .where(Follow.follower_id == viewer_id, Follow.status == "active",
                    User.followed_by_count > self.settings.celebrity_threshold)
         ).all()
-        self.redis.set(key, ",".join(map(str, ids)), ex=CELEBRITIES_TTL)
+        self._store_derived(keys=[follows_clock_key(viewer_id), key],
+                            args=[since, "string", CELEBRITIES_TTL, ",".join(map(str, ids))])
         return list(ids)
 
     def followed_among(self, session: Session, viewer_id: int, user_ids: set[int]) -> set[int]:
@@ -341,7 +386,8 @@ class FeedManager:
 
         The viewer's followees are kept in a Redis set for FOLLOWING_TTL (built
         from the database on a miss, with the BUILT sentinel so that following
-        nobody is remembered too); the viewer's follow changes drop it.
+        nobody is remembered too); the viewer's follow changes drop it, as
+        for followed_celebrities.
         """
         if not user_ids:
             return set()
@@ -355,16 +401,16 @@ class FeedManager:
             return user_ids & set(self.build_following(session, viewer_id))
         return {i for i, member in zip(candidates, members) if member}
 
-    def build_following(self, session: Session, viewer_id: int) -> list[int]:
-        """following:{viewer} from the database; the followees' ids."""
+    def build_following(self, session: Session, viewer_id: int, since: int | None = None) -> list[int]:
+        """following:{viewer} from the database; the followees' ids. Not stored
+        if the viewer's follows changed after `since` (Redis µs, default now:
+        it must come before the query)."""
+        since = self.clock() if since is None else since
         followees = session.scalars(
             select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
         ).all()
-        key = following_key(viewer_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(key, BUILT, *map(str, followees))
-        pipe.expire(key, FOLLOWING_TTL)
-        pipe.execute()
+        self._store_derived(keys=[follows_clock_key(viewer_id), following_key(viewer_id)],
+                            args=[since, "set", FOLLOWING_TTL, BUILT, *map(str, followees)])
         return list(followees)
 
     def page(self, session: Session, viewer_id: int, count: int,

@@ -362,7 +362,7 @@ class RenderedFeed:
         if not liked_built:
             self.build_liked(session, viewer_id, miss.since)
         if not following_built:  # a page of the viewer's own photos never needed it
-            self.feeds.build_following(session, viewer_id)
+            self.feeds.build_following(session, viewer_id, miss.since)
 
     def build_liked(self, session: Session, user_id: int, since: int) -> None:
         """liked:{user} from the database, read after `since` (Redis µs). A SADD:

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import event
 
 from app import pipeline
-from app.feeds import BUILT, FeedManager, feed_key, posts_key
+from app.feeds import BUILT, FeedManager, celebrities_key, feed_key, following_key, posts_key
 from tests.support import Shutter, assert_error
 
 
@@ -192,6 +192,26 @@ def test_unfollow_takes_the_photos_out(shutter, trio):
     follow(shutter, alice, bob)  # following again merges them back
     assert feed(shutter, alice)[0] == posted
     assert set(map(str, bobs)) <= members(shutter, alice)
+
+
+def test_a_followees_rebuild_that_raced_a_block_is_not_stored(shutter, trio):
+    """following:{u} and celebs:{u} are rebuilt from the database on a miss; a
+    rebuild whose query may predate a committed follow change must not store
+    what it read (a blocked account would stay 'followed' for FOLLOWING_TTL)."""
+    alice, bob, carol, posted = trio
+    services = services_of(shutter)
+    feeds, redis = services.feeds, services.redis
+    before = feeds.clock()  # a rebuild starts: its clock reading precedes its query ...
+    assert shutter.relate(bob, alice, "block").status_code == 200  # ... a block is committed ...
+    with services.db.session() as session:  # ... and the rebuild stores what it read: refused
+        feeds.build_following(session, int(alice.id), since=before)
+    assert not redis.exists(following_key(int(alice.id)))
+    with services.db.session() as session:  # a rebuild that started after the change is stored
+        assert feeds.build_following(session, int(alice.id)) == [int(carol.id)]
+        assert feeds.followed_celebrities(session, int(alice.id)) == []
+    assert redis.smembers(following_key(int(alice.id))) == {BUILT, carol.id}
+    assert redis.get(celebrities_key(int(alice.id))) == ""
+    assert [i for page in walk(shutter, alice) for i in page] == feed(shutter, alice)[0]
 
 
 def test_block_takes_the_photos_out_both_ways(shutter):
