@@ -33,9 +33,10 @@ def services_of(shutter: Shutter):
     return shutter.client.application.extensions["shutter"]
 
 
-def post_photo(shutter: Shutter, account, *, fan_out: bool = True) -> int:
-    """Upload through the API, then process and publish as the media worker would."""
-    response = shutter.post("/v1/media/upload", account, files={"photo": (io.BytesIO(JPEG), "p.jpg")})
+def post_photo(shutter: Shutter, account, *, fan_out: bool = True, **fields) -> int:
+    """Upload through the API (with `fields`: caption…), then process and publish
+    as the media worker would."""
+    response = shutter.post("/v1/media/upload", account, files={"photo": (io.BytesIO(JPEG), "p.jpg")}, **fields)
     assert response.status_code == 202, response.json
     photo_id = int(response.json["data"]["id"].split("_")[0])
     services = services_of(shutter)

@@ -6,18 +6,16 @@ Which path answered is read off the shutter_feed_reads_total counter.
 """
 from __future__ import annotations
 
-import io
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from app import pipeline
 from app.media import page_users
 from app.rendered import LIKED_REF, Miss, liked_key, media_key
 from tests.support import Shutter, assert_error
 from tests.test_accounts import sign
-from tests.test_feeds import JPEG, follow, post_photo, services_of
+from tests.test_feeds import follow, post_photo, services_of
 
 
 def rendered_reads() -> float:
@@ -190,13 +188,7 @@ def test_a_caption_cannot_pass_for_a_placeholder(shutter):
     a caption made of such text stays text."""
     alice = shutter.account("alice")
     caption = f'"{LIKED_REF}" \x01 "u{alice.id}" {{"u{alice.id}"}}'
-    response = shutter.post("/v1/media/upload", alice, files={"photo": (io.BytesIO(JPEG), "p.jpg")}, caption=caption)
-    assert response.status_code == 202, response.json
-    photo_id = int(response.json["data"]["id"].split("_")[0])
-    services = services_of(shutter)
-    with services.db.session() as session:
-        assert pipeline.process_photo(session, services.storage, photo_id)
-        assert pipeline.publish_photo(session, services.celery, photo_id, feeds=services.feeds)
+    post_photo(shutter, alice, fan_out=False, caption=caption)
     assembled, _ = read(shutter, alice)
     body, rendered = read(shutter, alice)
     assert rendered and body == assembled
