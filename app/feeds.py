@@ -45,6 +45,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from app.clocks import STAMP_LUA, Clocks
 from app.config import Settings
 from app.media import media_entries
 from models import Block, Database, Follow, Photo, User
@@ -55,7 +56,6 @@ CHUNK = 2000  # followers per fan-out task and per Redis round trip
 BUILT = "0"  # the sentinel member of a set built from the database
 CELEBRITIES_TTL = 60  # seconds a viewer's list of followed celebrities is reused
 FOLLOWING_TTL = 300  # seconds a viewer's set of followees is reused (follow changes drop it)
-FOLLOWS_CLOCK_TTL = 60  # how long a follow change refuses older rebuilds: far longer than a rebuild
 SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
 
 
@@ -84,31 +84,15 @@ def posts_key(user_id: int) -> str:
 
 
 def follows_clock_key(user_id: int) -> str:
-    """When the user's follows last changed (Redis time, µs): see FOLLOWS_CHANGED."""
+    """When the user's follows last changed (app/clocks.py)."""
     return f"follows:{user_id}:changed"
 
 
 # After a committed follow change of user KEYS[3]: drop what is derived from
-# their follows (celebs, following) and remember when, so that a rebuild that
-# queried the database before the commit cannot store its answer (STORE_DERIVED).
-FOLLOWS_CHANGED = """
-local t = redis.call('TIME')
+# their follows (celebs, following) and stamp their follows clock (app/clocks.py).
+FOLLOWS_CHANGED = STAMP_LUA + """
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SET', KEYS[3], t[1] .. string.format('%06d', tonumber(t[2])), 'EX', ARGV[1])
-"""
-
-# KEYS: the follows clock, the key to store. ARGV: since (µs: taken before the
-# query), 'string' or 'set', TTL, the value(s). Refused if the follows changed since.
-STORE_DERIVED = """
-local changed = redis.call('GET', KEYS[1])
-if changed and tonumber(changed) >= tonumber(ARGV[1]) then return 0 end
-if ARGV[2] == 'string' then
-  redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
-else
-  redis.call('SADD', KEYS[2], unpack(ARGV, 4))
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
-return 1
+stamp(KEYS[3])
 """
 
 
@@ -121,13 +105,8 @@ class FeedManager:
         self.redis = redis
         self.db = db
         self.settings = settings
+        self.clocks = Clocks(redis)
         self._follows_changed = redis.register_script(FOLLOWS_CHANGED)
-        self._store_derived = redis.register_script(STORE_DERIVED)
-
-    def clock(self) -> int:
-        """The Redis server's time in µs: the clock the follows clocks are on."""
-        seconds, micros = self.redis.time()
-        return seconds * 1_000_000 + micros
 
     @property
     def _trim_stop(self) -> int:
@@ -293,8 +272,7 @@ class FeedManager:
 
     def follows_changed(self, user_id: int) -> None:
         """The user's follows changed (committed): what is derived from them goes."""
-        self._follows_changed(keys=[celebrities_key(user_id), following_key(user_id), follows_clock_key(user_id)],
-                              args=[FOLLOWS_CLOCK_TTL])
+        self._follows_changed(keys=[celebrities_key(user_id), following_key(user_id), follows_clock_key(user_id)])
 
     # -- building -----------------------------------------------------------
     def _store_built(self, key: str, ids: list[int]) -> None:
@@ -371,14 +349,13 @@ class FeedManager:
         cached = self.redis.get(key)
         if cached is not None:
             return [int(i) for i in cached.split(",") if i]
-        since = self.clock()
+        since = self.clocks.now()
         ids = session.scalars(
             select(Follow.followee_id).join(User, User.id == Follow.followee_id)
             .where(Follow.follower_id == viewer_id, Follow.status == "active",
                    User.followed_by_count > self.settings.celebrity_threshold)
         ).all()
-        self._store_derived(keys=[follows_clock_key(viewer_id), key],
-                            args=[since, "string", CELEBRITIES_TTL, ",".join(map(str, ids))])
+        self.clocks.store_string(follows_clock_key(viewer_id), key, since, ",".join(map(str, ids)), CELEBRITIES_TTL)
         return list(ids)
 
     def followed_among(self, session: Session, viewer_id: int, user_ids: set[int]) -> set[int]:
@@ -405,12 +382,12 @@ class FeedManager:
         """following:{viewer} from the database; the followees' ids. Not stored
         if the viewer's follows changed after `since` (Redis µs, default now:
         it must come before the query)."""
-        since = self.clock() if since is None else since
+        since = self.clocks.now() if since is None else since
         followees = session.scalars(
             select(Follow.followee_id).where(Follow.follower_id == viewer_id, Follow.status == "active")
         ).all()
-        self._store_derived(keys=[follows_clock_key(viewer_id), following_key(viewer_id)],
-                            args=[since, "set", FOLLOWING_TTL, BUILT, *map(str, followees)])
+        self.clocks.store_set(follows_clock_key(viewer_id), following_key(viewer_id), since,
+                              [BUILT, *map(str, followees)], FOLLOWING_TTL)
         return list(followees)
 
     def page(self, session: Session, viewer_id: int, count: int,

@@ -53,6 +53,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.clocks import NOW_LUA, STAMP_LUA
 from app.feeds import BUILT, SLACK, FeedManager, FeedPage, following_key
 from app.media import UserSummary, media_object
 from app.serializers import user_summary
@@ -101,14 +102,7 @@ def _cursor(value: int | None) -> str:
     return "" if value is None else str(value).zfill(19)
 
 
-_NOW = """
-local function now()  -- the Redis server's time in µs, as a string
-  local t = redis.call('TIME')
-  return t[1] .. string.format('%06d', tonumber(t[2]))
-end
-"""
-
-READ_PAGE = _NOW + """
+READ_PAGE = NOW_LUA + """
 local BUILT, GONE = '0', '-'
 local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_id, min_id = ARGV[3], ARGV[4]
@@ -237,27 +231,17 @@ for i, key in ipairs(KEYS) do
 end
 """
 
-HOLD = _NOW + """
+HOLD = NOW_LUA + """
 local tombstone = '~' .. now()
 for _, key in ipairs(KEYS) do redis.call('SET', key, tombstone, 'EX', ARGV[1]) end
 """
 
 # A committed like (ARGV[1] = '1') or unlike of photo ARGV[2]: the set follows
-# it, and KEYS[2] remembers when, for BUILD_LIKED. KEYS: liked:{u}, its clock.
-LIKED_CHANGED = _NOW + """
+# it, and its clock is stamped (app/clocks.py). KEYS: liked:{u}, its clock.
+LIKED_CHANGED = STAMP_LUA + """
 if ARGV[1] == '1' then redis.call('SADD', KEYS[1], ARGV[2]) else redis.call('SREM', KEYS[1], ARGV[2]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], now(), 'EX', ARGV[4])
-"""
-
-# The set as the database had it after ARGV[1] (µs): refused if a like or
-# unlike was committed since (the ids may predate it); the next read retries.
-BUILD_LIKED = """
-local changed = redis.call('GET', KEYS[2])
-if changed and tonumber(changed) >= tonumber(ARGV[1]) then return 0 end
-redis.call('SADD', KEYS[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
+stamp(KEYS[2])
 """
 
 
@@ -316,7 +300,6 @@ class RenderedFeed:
         self._fill = redis.register_script(FILL)
         self._hold_script = redis.register_script(HOLD)
         self._liked_changed = redis.register_script(LIKED_CHANGED)
-        self._build_liked = redis.register_script(BUILD_LIKED)
 
     def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None) -> RenderedPage | Miss:
         """The page in one round trip, or a Miss when something it needs is cold."""
@@ -369,8 +352,8 @@ class RenderedFeed:
         it merges with what a like wrote meanwhile; skipped if a like or unlike
         was committed after `since`, as the query may not have seen it."""
         photo_ids = session.scalars(select(Like.photo_id).where(Like.user_id == user_id)).all()
-        self._build_liked(keys=[liked_key(user_id), liked_clock_key(user_id)],
-                          args=[since, LIKED_TTL, BUILT, *map(str, photo_ids)])
+        self.feeds.clocks.store_set(liked_clock_key(user_id), liked_key(user_id), since,
+                                    [BUILT, *map(str, photo_ids)], LIKED_TTL)
 
     # -- after a commit: keep what is rendered true ----------------------------
     def forget_photos(self, photo_ids) -> None:
@@ -389,4 +372,4 @@ class RenderedFeed:
         """A like or unlike was committed. Written whether or not the set is built:
         an unbuilt set lacks the sentinel, so it is still rebuilt."""
         self._liked_changed(keys=[liked_key(user_id), liked_clock_key(user_id)],
-                            args=["1" if liked else "0", photo_id, LIKED_TTL, HELD_TTL])
+                            args=["1" if liked else "0", photo_id, LIKED_TTL])
