@@ -11,13 +11,29 @@ for whatever is cold.
 
 What Redis holds for it, beside FeedManager's sets and the token cache:
 
-  mf:{photo}   a ready photo's media object: its owner's id, \x04, then its
-               JSON with placeholders \x02ref\x03 where it depends on someone:
-               a user id for that user's summary, "L" for the viewer's
-               user_has_liked. "-": the photo no longer exists.
-  us:{user}    a user summary's JSON.
+  mi:{photo}   a ready photo's index entry: its owner's id, \x04, the hash of
+               its rendered media object, \x04, the ids of the users the
+               object shows (comma-separated). "-": the photo no longer exists.
+  ui:{user}    the hash of the user's rendered summary.
+  rb:{hash}    a rendered fragment, by the hash of its text: a media object's
+               JSON with placeholders \x02ref\x03 where it depends on someone
+               (a user id for that user's summary, "L" for the viewer's
+               user_has_liked), or a user summary's JSON.
   liked:{user} the ids of the photos the user liked, with the sentinel "0"
                once built from the database; like/unlike keep it exact.
+
+(The previous format kept the JSON itself in mf:{photo} and us:{user}: new
+names, so that entries in the old format are never read, and expire.)
+
+Why the fragments are apart from the index: strings that pass through a Lua
+script are copied in and out of Lua at ~2 µs per KB (measured: MGET of twenty
+1 KB values costs ~50 µs inside a script, 7 µs as a command), which made the
+fragments most of what a read cost Redis. So the script handles only the
+small index entries and returns hashes; each worker keeps the fragments it has
+seen (LOCAL_FRAGMENTS of them, already cut at their placeholders), and fetches
+the others with a plain MGET, a second round trip only for fragments new to
+that process. A fragment is named by its content, so what a worker holds is
+never stale: a change renders a new fragment under a new hash.
 
 Relative storage URLs (the local media folder) are rendered with \x01 where
 the request's base URL goes. JSON text never holds a raw control character
@@ -42,8 +58,10 @@ Redis Cluster.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -62,6 +80,10 @@ from models import Like
 log = logging.getLogger(__name__)
 
 FEED_READS = Counter("shutter_feed_reads_total", "Home feed reads, by how they were answered", ["path"])
+FRAGMENTS = Counter("shutter_feed_fragments_total", "Rendered fragments used by warm feed reads, by where "
+                    "they came from: the worker's own memory or Redis", ["source"])
+_READ_RENDERED, _FRAGMENTS_LOCAL, _FRAGMENTS_FETCHED = (
+    FEED_READS.labels("rendered"), FRAGMENTS.labels("local"), FRAGMENTS.labels("redis"))
 
 HELD_TTL = 60  # how long a tombstone lasts: far longer than any reader's miss-then-fill
 GONE = "-"  # the photo no longer exists (its feed entries go soon)
@@ -69,10 +91,11 @@ MEDIA_TTL = 600  # the forget_* calls keep entries fresh; the TTL only ages out 
 GONE_TTL = 300
 USER_TTL = 3600
 LIKED_TTL = 3600
+LOCAL_FRAGMENTS = 20_000  # per worker: ~1.5 KB each, ~30 MB at most
 # Control characters never appear raw in JSON text: safe as markers.
 BASE = "\x01"  # where the request's base URL goes
 REF_START, REF_END = "\x02", "\x03"  # around a placeholder's name
-OWNER_END = "\x04"  # after the owner's id, in front of the JSON
+FIELD_END = "\x04"  # after each of an index entry's first two fields
 
 # Placeholders while rendering, unique to this process: no caption can hold one.
 _REF = uuid.uuid4().hex
@@ -82,11 +105,19 @@ LIKED_REF = "L"
 
 
 def media_key(photo_id: int) -> str:
-    return f"mf:{photo_id}"
+    return f"mi:{photo_id}"
 
 
 def user_key(user_id: int) -> str:
-    return f"us:{user_id}"
+    return f"ui:{user_id}"
+
+
+def fragment_key(fragment_hash: str) -> str:
+    return f"rb:{fragment_hash}"
+
+
+def fragment_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 def liked_key(user_id: int) -> str:
@@ -159,37 +190,34 @@ if #candidates > want then more = true end
 local n = math.min(#candidates, want)
 
 -- The first `count` the viewer may see (their own and their followees'
--- photos), and who else they show: plain finds, as pattern scans cost ~5 µs
--- per KB in Redis's Lua.
-local shown, bodies, looked, users, wanted = {}, {}, 0, {}, {}
+-- photos), their fragments' hashes, and who else they show.
+local shown, hashes, looked, users, wanted = {}, {}, 0, {}, {}
 while #shown < count and looked < n do
   local batch, mkeys = {}, {}
   for i = looked + 1, math.min(n, looked + count - #shown) do
-    batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = 'mf:' .. candidates[i]
+    batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = 'mi:' .. candidates[i]
   end
   looked = looked + #batch
-  local values, found, owners = redis.call('MGET', unpack(mkeys)), {}, {}
+  local values, found, owners, ends = redis.call('MGET', unpack(mkeys)), {}, {}, {}
   for i = 1, #batch do
     local value = values[i]
     if not value or held(value) then return miss('media') end
     if value ~= GONE then
       local owner_end = string.find(value, '\4', 1, true)
-      if not owner_end then return miss('media') end  -- not this version's format: assemble
+      local hash_end = owner_end and string.find(value, '\4', owner_end + 1, true)
+      if not hash_end then return miss('media') end  -- not this version's format: assemble
       found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, owner_end - 1)
+      ends[#ends + 1] = {owner_end, hash_end}
     end
   end
   if #owners > 0 then
     local followed = redis.call('SMISMEMBER', following, unpack(owners))
     for j, i in ipairs(found) do
       if owners[j] == uid or followed[j] == 1 then
-        local value = values[i]
-        shown[#shown + 1] = batch[i]; bodies[#bodies + 1] = value
-        local s = string.find(value, '\2', 1, true)
-        while s do
-          local e = string.find(value, '\3', s + 1, true)
-          local ref = string.sub(value, s + 1, e - 1)
-          if ref ~= 'L' and not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
-          s = string.find(value, '\2', e + 1, true)
+        local value, owner_end, hash_end = values[i], ends[j][1], ends[j][2]
+        shown[#shown + 1] = batch[i]; hashes[#hashes + 1] = string.sub(value, owner_end + 1, hash_end - 1)
+        for ref in string.gmatch(string.sub(value, hash_end + 1), '%d+') do
+          if not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
         end
       end
     end
@@ -198,8 +226,9 @@ end
 local next_max_id = ''
 if n > 0 and (more or looked < n) then next_max_id = candidates[looked] end
 
--- The reply: the page's media with their placeholders (the app fills them in),
--- the viewer's likes among them, and the summaries of the users they show.
+-- The reply: the hashes of the page's media and of the summaries of the users
+-- they show (the app has or fetches the fragments, and fills them in), and
+-- the viewer's likes among them.
 local likes = ''
 if #shown > 0 then
   local flags = redis.call('SMISMEMBER', liked, unpack(shown))
@@ -209,14 +238,14 @@ end
 local reply = {'ok', token, next_max_id, likes, #users}
 if #users > 0 then
   local ukeys = {}
-  for i, id in ipairs(users) do ukeys[i] = 'us:' .. id; reply[#reply + 1] = id end
+  for i, id in ipairs(users) do ukeys[i] = 'ui:' .. id; reply[#reply + 1] = id end
   local values = redis.call('MGET', unpack(ukeys))
   for i = 1, #users do
     if not values[i] or held(values[i]) then return miss('users') end
     reply[#reply + 1] = values[i]
   end
 end
-for _, body in ipairs(bodies) do reply[#reply + 1] = body end
+for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
 return reply
 """
 
@@ -254,37 +283,47 @@ class Miss:
 @dataclass(frozen=True)
 class RenderedPage:
     token: str  # the cached token lookup the page was read with (auth.TokenService.from_cached)
-    data: str  # the media objects, comma-separated, BASE where the base URL goes
+    data: str  # the media objects, comma-separated
     next_max_id: int | None
 
 
-def _assemble(bodies: list[str], likes: str, users: dict[str, str]) -> str:
-    """The page's media objects from the script's reply: placeholders filled in."""
-    out: list[str] = []
-    for body, like in zip(bodies, likes):
-        if out:
-            out.append(",")
-        pieces = body.split(REF_START)
-        out.append(pieces[0][pieces[0].index(OWNER_END) + 1:])
-        for piece in pieces[1:]:
-            ref, _, text = piece.partition(REF_END)
-            out.append(("true" if like == "1" else "false") if ref == LIKED_REF else users[ref])
-            out.append(text)
-    return "".join(out)
+# A fragment cut at its placeholders for one base URL: literal text at even
+# indexes, placeholder names (a user id or LIKED_REF) at odd ones.
+_PLACEHOLDER = re.compile(f"{REF_START}([^{REF_END}]*){REF_END}")
 
 
-def render_media(entry: dict) -> str:
-    """What mf:{photo} holds for a ready photo's media_entries() entry."""
+def _cut(text: str, base: str) -> list[str]:
+    return _PLACEHOLDER.split(text.replace(BASE, base))
+
+
+def _fill_in(media: list[list[str]], likes: str, users: dict[str, str]) -> str:
+    """The page's media objects, comma-separated, their placeholders filled in."""
+    liked_text = {"1": "true", "0": "false"}
+    objects = []
+    for parts, like in zip(media, likes):
+        out = [parts[0]]
+        for i in range(1, len(parts), 2):
+            ref = parts[i]
+            out.append(liked_text[like] if ref == LIKED_REF else users[ref])
+            out.append(parts[i + 1])
+        objects.append("".join(out))
+    return ",".join(objects)
+
+
+def render_media(entry: dict) -> tuple[str, list[str]]:
+    """A ready photo's media_entries() entry as a fragment, and the ids of the
+    users it shows (its placeholders), in order."""
     refs = {entry["user_id"], *entry["liker_ids"], *(c["user_id"] for c in entry["comments"])}
     media = media_object(entry, {i: f"{_REF}:{i}" for i in refs},
                          user_has_liked=f"{_REF}:{LIKED_REF}", base=_REF_BASE)
     text = orjson.dumps(media).decode().replace(_REF_BASE, BASE)
-    return f"{entry['user_id']}{OWNER_END}" + _REF_PATTERN.sub(lambda m: f"{REF_START}{m[1]}{REF_END}", text)
+    shown = list(dict.fromkeys(ref for ref in _REF_PATTERN.findall(text) if ref != LIKED_REF))
+    return _REF_PATTERN.sub(lambda m: f"{REF_START}{m[1]}{REF_END}", text), shown
 
 
-def render_user(summary: UserSummary) -> bytes:
-    """What us:{user} holds."""
-    return orjson.dumps(user_summary(summary, _REF_BASE)).replace(_REF_BASE.encode(), BASE.encode())
+def render_user(summary: UserSummary) -> str:
+    """A user summary as a fragment."""
+    return orjson.dumps(user_summary(summary, _REF_BASE)).decode().replace(_REF_BASE, BASE)
 
 
 class RenderedFeed:
@@ -300,19 +339,51 @@ class RenderedFeed:
         self._fill = redis.register_script(FILL)
         self._hold_script = redis.register_script(HOLD)
         self._liked_changed = redis.register_script(LIKED_CHANGED)
+        # (base URL, hash) -> the fragment cut for that base; oldest out first.
+        self._fragments: dict[tuple[str, str], list[str]] = {}
+        self._fragments_lock = threading.Lock()
 
-    def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None) -> RenderedPage | Miss:
-        """The page in one round trip, or a Miss when something it needs is cold."""
-        status, *rest = self._read_page(
-            keys=[token_key], args=[count, count + SLACK, _cursor(max_id), _cursor(min_id)])
-        if status != "ok":
-            FEED_READS.labels(f"miss:{rest[0]}").inc()
-            return Miss(rest[0], int(rest[1]))
-        FEED_READS.labels("rendered").inc()
-        token, next_max_id, likes, user_count, *rest = rest
-        users = dict(zip(rest[:user_count], rest[user_count:2 * user_count]))
-        data = _assemble(rest[2 * user_count:], likes, users)
+    def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None,
+             base: str) -> RenderedPage | Miss:
+        """The page, its URLs under `base`, in one round trip (two if this
+        process lacks some of its fragments), or a Miss when something is cold."""
+        reply = self._read_page(keys=[token_key], args=[count, count + SLACK, _cursor(max_id), _cursor(min_id)])
+        if reply[0] != "ok":
+            _, why, since = reply
+            FEED_READS.labels(f"miss:{why}").inc()
+            return Miss(why, int(since))
+        _, token, next_max_id, likes, user_count, *rest = reply
+        user_ids, hashes = rest[:user_count], rest[user_count:]
+        fragments = self._fragments_for(hashes, base)
+        if fragments is None:
+            FEED_READS.labels("miss:fragments").inc()
+            return Miss("fragments", self.feeds.clocks.now())
+        _READ_RENDERED.inc()
+        users = {user_id: fragments[i][0] for i, user_id in enumerate(user_ids)}
+        data = _fill_in(fragments[user_count:], likes, users)
         return RenderedPage(token, data, int(next_max_id) if next_max_id else None)
+
+    def _fragments_for(self, hashes: list[str], base: str) -> list[list[str]] | None:
+        """The fragments, cut for `base`: from this process, else from Redis.
+        None if Redis no longer has one (expired or evicted)."""
+        known = self._fragments
+        found = [known.get((base, h)) for h in hashes]
+        missing = [h for h, parts in zip(hashes, found) if parts is None]
+        _FRAGMENTS_LOCAL.inc(len(hashes) - len(missing))
+        if missing:
+            missing = list(dict.fromkeys(missing))
+            texts = self.redis.mget([fragment_key(h) for h in missing])
+            _FRAGMENTS_FETCHED.inc(len(missing))
+            if None in texts:
+                return None
+            cut = {(base, h): _cut(text, base) for h, text in zip(missing, texts)}
+            with self._fragments_lock:  # for threaded workers: eviction iterates
+                for key, parts in cut.items():
+                    if len(known) >= LOCAL_FRAGMENTS:
+                        del known[next(iter(known))]  # named by content, they never go stale: only old
+                    known[key] = parts
+            found = [parts if parts is not None else cut[(base, h)] for h, parts in zip(hashes, found)]
+        return found
 
     def warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
              users: dict[int, UserSummary]) -> None:
@@ -326,19 +397,32 @@ class RenderedFeed:
 
     def _warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
               users: dict[int, UserSummary]) -> None:
-        values: dict[str, tuple[bytes | str, int]] = {}
+        index: dict[str, tuple[str, int]] = {}
+        fragments: dict[str, tuple[str, int]] = {}
         for photo_id in page.photo_ids:
-            values[media_key(photo_id)] = (render_media(page.entries[photo_id]), self.media_ttl)
+            text, shown = render_media(page.entries[photo_id])
+            digest = fragment_hash(text)
+            fragments[digest] = (text, self.media_ttl + HELD_TTL)
+            owner = page.entries[photo_id]["user_id"]
+            index[media_key(photo_id)] = (f"{owner}{FIELD_END}{digest}{FIELD_END}{','.join(shown)}", self.media_ttl)
         for photo_id in page.gone:
-            values[media_key(photo_id)] = (GONE, GONE_TTL)
+            index[media_key(photo_id)] = (GONE, GONE_TTL)
         for user_id, summary in users.items():
-            values[user_key(user_id)] = (render_user(summary), self.user_ttl)
+            text = render_user(summary)
+            digest = fragment_hash(text)
+            fragments[digest] = (text, self.user_ttl + HELD_TTL)
+            index[user_key(user_id)] = (digest, self.user_ttl)
         pipe = self.redis.pipeline(transaction=False)
-        if values:
+        # Fragments first and unconditionally (a fragment is its own name: an
+        # old one is harmless, as no index entry stored after a change points
+        # to it); then the index entries, only where no change came since.
+        for digest, (text, ttl) in fragments.items():
+            pipe.set(fragment_key(digest), text, ex=ttl)
+        if index:
             args = [miss.since]
-            for value, ttl in values.values():
+            for value, ttl in index.values():
                 args += [value, ttl]
-            self._fill(keys=list(values), args=args, client=pipe)
+            self._fill(keys=list(index), args=args, client=pipe)
         pipe.sismember(liked_key(viewer_id), BUILT)
         pipe.sismember(following_key(viewer_id), BUILT)
         *_, liked_built, following_built = pipe.execute()

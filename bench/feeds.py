@@ -22,8 +22,11 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
           bare JSON route of the same app (bench/feeds_wsgi.py) under the same
           server and load; also, for information, a route that only
           authenticates the token and one that writes a constant body the
-          size of the feed page. The cache service is the local memcached
-          when one listens on 11211 (as in production), else in-process.
+          size of the feed page; and what Redis itself spends per read
+          (its own time on the script, INFO commandstats, and the bytes it
+          sends) beside the token-only route's GET. The cache service is the
+          local memcached when one listens on 11211 (as in production), else
+          in-process.
           Targets: >= 0.5x the bare route's requests/s, p99 <= 25 ms.
 """
 from __future__ import annotations
@@ -276,7 +279,14 @@ def wrk(binary: str, url: str, seconds: int, connections: int) -> dict:
     if errors:
         raise SystemExit(f"{url}: {errors.group(1)} error responses\n{out}")
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": millis("50%"), "p99": millis("99%")}
+            "p50": millis("50%"), "p99": millis("99%"), "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+
+
+def redis_work(redis, command: str) -> tuple[int, int, int]:
+    """(calls, µs) the Redis server has spent on `command` so far (INFO
+    commandstats), and the bytes it has sent to its clients."""
+    stats = redis.info("commandstats").get(f"cmdstat_{command}", {})
+    return stats.get("calls", 0), stats.get("usec", 0), redis.info("stats")["total_net_output_bytes"]
 
 
 def bench_read(args) -> None:
@@ -310,13 +320,24 @@ def bench_read(args) -> None:
         for url in (bare_url, authed_url, large_url, feed_url):  # warm both workers: connections, caches, feed built
             wrk(binary, url, 2, args.connections)
         runs = {"feed": [], "bare": [], "authed": [], "large": []}
+        in_redis = {"feed": [0, 0, 0, 0], "authed": [0, 0, 0, 0]}  # calls, µs, bytes out, requests
+
+        def timed(name: str, command: str, url: str) -> None:
+            before = redis_work(redis, command)
+            runs[name].append(wrk(binary, url, args.seconds, args.connections))
+            after = redis_work(redis, command)
+            for i in range(3):
+                in_redis[name][i] += after[i] - before[i]
+            in_redis[name][3] += runs[name][-1]["requests"]
+
         for _ in range(args.rounds):
             runs["bare"].append(wrk(binary, bare_url, args.seconds, args.connections))
-            runs["authed"].append(wrk(binary, authed_url, args.seconds, args.connections))
+            timed("authed", "get", authed_url)
             runs["large"].append(wrk(binary, large_url, args.seconds, args.connections))
-            runs["feed"].append(wrk(binary, feed_url, args.seconds, args.connections))
+            timed("feed", "evalsha", feed_url)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics").read().decode()
         paths = dict(re.findall(r'^shutter_feed_reads_total\{path="([^"]+)"\} ([\d.e+]+)$', metrics, re.M))
+        fragments = dict(re.findall(r'^shutter_feed_fragments_total\{source="([^"]+)"\} ([\d.e+]+)$', metrics, re.M))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -329,8 +350,13 @@ def bench_read(args) -> None:
     row("p99 latency     feed vs bare route", feed["p99"], bare["p99"], "ms", f"feed p99 <= {TARGET_P99_MS} ms")
     row("requests/s      token-only route vs bare", authed["rps"], bare["rps"], "req/s", "(information)")
     row("requests/s      constant 24 KB body vs bare", large["rps"], bare["rps"], "req/s", "(information)")
+    feed_us, token_us = (in_redis[k][1] / max(in_redis[k][0], 1) for k in ("feed", "authed"))
+    feed_out, token_out = (in_redis[k][2] / max(in_redis[k][3], 1) for k in ("feed", "authed"))
+    row("Redis time/req  feed script vs token GET", feed_us, token_us, "µs", "(information)")
+    row("Redis out/req   feed vs token-only route", feed_out, token_out, "bytes", "(information)")
     print("feed reads by path (app/rendered.py): " +
-          ", ".join(f"{path} {float(n):,.0f}" for path, n in sorted(paths.items())))
+          ", ".join(f"{path} {float(n):,.0f}" for path, n in sorted(paths.items())) +
+          "; fragments from " + ", ".join(f"{src} {float(n):,.0f}" for src, n in sorted(fragments.items())))
     passed = feed["rps"] / bare["rps"] >= TARGET_VS_BARE and feed["p99"] <= TARGET_P99_MS
     print(f"read target {'met' if passed else 'NOT met'}")
     redis.flushdb()

@@ -372,11 +372,11 @@ def test_a_page_costs_the_same_queries_whatever_its_size(shutter, app):
     event.listen(engine, "before_cursor_execute", listener)
     try:
         # The assembled path each time (app/rendered.py would answer without a query).
-        redis.delete(*redis.keys("mf:*"), *redis.keys("us:*"))
+        redis.delete(*redis.keys("mi:*"), *redis.keys("ui:*"))
         feed(shutter, alice, count=1)
         small = len(statements)
         statements.clear()
-        redis.delete(*redis.keys("mf:*"), *redis.keys("us:*"))
+        redis.delete(*redis.keys("mi:*"), *redis.keys("ui:*"))
         feed(shutter, alice, count=6)
         assert len(statements) == small, statements
     finally:

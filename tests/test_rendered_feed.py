@@ -33,7 +33,7 @@ def read(shutter, account, **params) -> tuple[dict, bool]:
 def forget_rendered(shutter) -> None:
     """Drop every rendered object (not the feeds): the next read assembles the page."""
     redis = services_of(shutter).redis
-    keys = [*redis.scan_iter("mf:*"), *redis.scan_iter("us:*"), *redis.scan_iter("liked:*")]
+    keys = [*redis.scan_iter("mi:*"), *redis.scan_iter("ui:*"), *redis.scan_iter("liked:*")]
     if keys:
         redis.delete(*keys)
 
@@ -206,7 +206,7 @@ def test_a_reader_that_missed_before_a_change_cannot_store_the_old_state(shutter
     token_key = services.tokens.key(alice.token)
     read(shutter, alice)  # the token, feed and sets are built; rendered media are not
     forget_rendered(shutter)
-    miss = rendered.read(token_key, 20, None, None)
+    miss = rendered.read(token_key, 20, None, None, "http://localhost")
     assert isinstance(miss, Miss) and miss.why == "liked"
     with shutter.client.application.app_context(), services.db.session() as session:  # the reader loads the page ...
         page = services.feeds.page(session, int(alice.id), 20)
@@ -234,7 +234,7 @@ def test_a_rebuild_of_the_likes_that_started_before_an_unlike_is_refused(shutter
     assert shutter.post(f"/v1/media/{target}_{bob.id}/likes", alice).status_code == 200
     redis = services.redis
     redis.delete(liked_key(int(alice.id)))
-    miss = services.rendered.read(services.tokens.key(alice.token), 20, None, None)
+    miss = services.rendered.read(services.tokens.key(alice.token), 20, None, None, "http://localhost")
     assert isinstance(miss, Miss)
     with shutter.client.application.app_context(), services.db.session() as session:
         # The rebuild's query runs after the unlike here, but the point is when it
@@ -271,3 +271,39 @@ def test_a_redis_that_lost_its_scripts_still_serves_the_feed(shutter, social):
     services_of(shutter).redis.script_flush()
     assert read(shutter, alice)[0] == warm  # assembled, and its fill script loaded again
     assert read(shutter, alice) == (warm, True)
+
+
+def fragments_fetched() -> float:
+    return REGISTRY.get_sample_value("shutter_feed_fragments_total", {"source": "redis"}) or 0.0
+
+
+def test_a_worker_new_to_the_fragments_fetches_them_and_keeps_them(shutter, social, make_app):
+    """Each worker keeps the rendered fragments it has seen; another worker
+    (here: a second app on the same Redis) fetches them once, then has them."""
+    alice, *_ = social
+    read(shutter, alice)
+    warm, rendered = read(shutter, alice)
+    assert rendered
+    other = Shutter(make_app(celebrity_threshold=1).test_client())
+    before = fragments_fetched()
+    assert read(other, alice) == (warm, True)
+    assert fragments_fetched() > before
+    before = fragments_fetched()
+    assert read(other, alice) == (warm, True)
+    assert fragments_fetched() == before
+
+
+def test_fragments_that_redis_lost_are_rendered_again(shutter, social, make_app):
+    """A worker that lacks a fragment Redis no longer holds (expired, evicted)
+    assembles the page, which stores the fragments again."""
+    alice, *_ = social
+    read(shutter, alice)
+    warm, _ = read(shutter, alice)
+    redis = services_of(shutter).redis
+    redis.delete(*redis.scan_iter("rb:*"))
+    other = Shutter(make_app(celebrity_threshold=1).test_client())
+    miss = REGISTRY.get_sample_value("shutter_feed_reads_total", {"path": "miss:fragments"}) or 0.0
+    assert read(other, alice) == (warm, False)
+    assert REGISTRY.get_sample_value("shutter_feed_reads_total", {"path": "miss:fragments"}) == miss + 1
+    assert read(other, alice) == (warm, True)
+    assert read(shutter, alice) == (warm, True)  # the first worker still had them all along

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from app.api.common import PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
 from app.media import media_by_ids, page_users
-from app.rendered import BASE, RenderedPage
+from app.rendered import RenderedPage
 from app.serializers import url_base
 from app.services import services
 
@@ -22,11 +22,11 @@ def feed(args):
     raw_token = request_token()
 
     # Warm: one round trip does the token, the page and its media objects (app/rendered.py).
-    rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id)
+    rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id, url_base())
     if isinstance(rendered, RenderedPage):
         authorize(services.tokens.from_cached(rendered.token))  # nothing is sent before this passes
         pagination = next_page("next_max_id", rendered.next_max_id, url_param="max_id")
-        body = (f'{{"meta":{{"code":200}},"data":[{rendered.data.replace(BASE, url_base())}],'
+        body = (f'{{"meta":{{"code":200}},"data":[{rendered.data}],'
                 f'"pagination":{orjson.dumps(pagination).decode()}}}')
         return current_app.response_class(body, mimetype="application/json")
 
