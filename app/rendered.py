@@ -1,11 +1,11 @@
-r"""The warm home feed in one Redis round trip: media objects pre-rendered in
-Redis, and a script that looks up the token, pages the feed, checks who may
-see what and fetches the rendered media, all inside Redis.
+r"""The warm home feed in one Redis round trip: media objects pre-rendered,
+and a script that looks up the token, pages the feed, checks who may see
+what and names the rendered media to show, all inside Redis.
 
 Why. Assembling a page the long way (FeedManager.page, then app.media) takes
 five round trips (token, followed celebrities, the feed range, the followee
 check, the cache) and builds twenty media objects in Python. Here the route
-sends one EVALSHA, and fills a few placeholders in the JSON it gets back.
+sends one EVALSHA, and fills a few placeholders in the rendered JSON it names.
 FeedManager (feeds.py) and app.media stay the source of truth, and the path
 for whatever is cold.
 
@@ -40,8 +40,9 @@ the request's base URL goes. JSON text never holds a raw control character
 (a caption's are escaped), so none of these markers can be forged.
 
 Misses. If anything the page needs is not in Redis (token not cached, a set
-not built, a photo or user not rendered), the script answers "miss" and the
-route assembles the page the long way, then `warm`s what it used. Ids are
+not built, a photo or user not rendered, a fragment expired or evicted), the
+read answers "miss" and the route assembles the page the long way, then
+`warm`s what it used. Ids are
 compared as strings: every member and cursor is 19 digits (see feeds.py).
 
 Freshness. The writers of what these keys hold call `forget_*` after their
@@ -50,8 +51,10 @@ Redis time at which it missed, before it reads the database; `warm` fills a
 key only where it is empty or holds a tombstone older than that: a reader
 that loaded the state from before a commit cannot store it back, and the
 first read that started after the commit renders it again (a photo liked
-every second is still served rendered). Times are the Redis server's own
-clock (TIME), the one clock both sides share.
+every second is still served rendered). Fragments need no such rule: named
+by their content, an old one is never named by an entry stored after the
+change. Times are the Redis server's own clock (TIME), the one clock both
+sides share.
 
 The script reads keys it was not passed: fine on a Redis server, not on a
 Redis Cluster.
