@@ -30,7 +30,7 @@ script are copied in and out of Lua at ~2 µs per KB (measured: MGET of twenty
 1 KB values costs ~50 µs inside a script, 7 µs as a command), which made the
 fragments most of what a read cost Redis. So the script handles only the
 small index entries and returns hashes; each worker keeps the fragments it has
-seen (LOCAL_FRAGMENTS of them, already cut at their placeholders), and fetches
+seen or rendered (LOCAL_FRAGMENTS of them, already cut at their placeholders), and fetches
 the others with a plain MGET, a second round trip only for fragments new to
 that process. A fragment is named by its content, so what a worker holds is
 never stale: a change renders a new fragment under a new hash.
@@ -299,15 +299,17 @@ def _cut(text: str, base: str) -> list[str]:
     return _PLACEHOLDER.split(text.replace(BASE, base))
 
 
+_LIKED_JSON = {"1": "true", "0": "false"}  # the script's flags as user_has_liked
+
+
 def _fill_in(media: list[list[str]], likes: str, users: dict[str, str]) -> str:
     """The page's media objects, comma-separated, their placeholders filled in."""
-    liked_text = {"1": "true", "0": "false"}
     objects = []
     for parts, like in zip(media, likes):
         out = [parts[0]]
         for i in range(1, len(parts), 2):
             ref = parts[i]
-            out.append(liked_text[like] if ref == LIKED_REF else users[ref])
+            out.append(_LIKED_JSON[like] if ref == LIKED_REF else users[ref])
             out.append(parts[i + 1])
         objects.append("".join(out))
     return ",".join(objects)
@@ -380,26 +382,32 @@ class RenderedFeed:
             if None in texts:
                 return None
             cut = {(base, h): _cut(text, base) for h, text in zip(missing, texts)}
-            with self._fragments_lock:  # for threaded workers: eviction iterates
-                for key, parts in cut.items():
-                    if len(known) >= LOCAL_FRAGMENTS:
-                        del known[next(iter(known))]  # named by content, they never go stale: only old
-                    known[key] = parts
+            self._remember(cut)
             found = [parts if parts is not None else cut[(base, h)] for h, parts in zip(hashes, found)]
         return found
 
+    def _remember(self, cut: dict[tuple[str, str], list[str]]) -> None:
+        """Keep fragments in this process, the oldest out first past LOCAL_FRAGMENTS."""
+        known = self._fragments
+        with self._fragments_lock:  # for threaded workers: eviction iterates
+            for key, parts in cut.items():
+                if len(known) >= LOCAL_FRAGMENTS:
+                    del known[next(iter(known))]  # named by content, they never go stale: only old
+                known[key] = parts
+
     def warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
-             users: dict[int, UserSummary]) -> None:
+             users: dict[int, UserSummary], base: str) -> None:
         """Store what a page assembled after `miss` used, so that the next read of
-        it is one round trip. A Redis failure is logged, not raised: the page
-        stands, and the next read assembles it again."""
+        it is one round trip; this process keeps the fragments, cut for `base`.
+        A Redis failure is logged, not raised: the page stands, and the next
+        read assembles it again."""
         try:
-            self._warm(session, viewer_id, miss, page, users)
+            self._warm(session, viewer_id, miss, page, users, base)
         except RedisError:
             log.warning("feed of user %s: rendered media not stored", viewer_id, exc_info=True)
 
     def _warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
-              users: dict[int, UserSummary]) -> None:
+              users: dict[int, UserSummary], base: str) -> None:
         index: dict[str, tuple[str, int]] = {}
         fragments: dict[str, tuple[str, int]] = {}
         for photo_id in page.photo_ids:
@@ -429,6 +437,7 @@ class RenderedFeed:
         pipe.sismember(liked_key(viewer_id), BUILT)
         pipe.sismember(following_key(viewer_id), BUILT)
         *_, liked_built, following_built = pipe.execute()
+        self._remember({(base, digest): _cut(text, base) for digest, (text, _) in fragments.items()})
         if not liked_built:
             self.build_liked(session, viewer_id, miss.since)
         if not following_built:  # a page of the viewer's own photos never needed it

@@ -217,7 +217,7 @@ def test_a_reader_that_missed_before_a_change_cannot_store_the_old_state(shutter
         # ... a like is committed and its writer forgets what it changed ...
         assert shutter.post(f"/v1/media/{newest_bob}_{bob.id}/likes", alice).status_code == 200
         # ... and the reader stores what it loaded before: neither the photo nor the likes set take it.
-        rendered.warm(session, int(alice.id), miss, page, users)
+        rendered.warm(session, int(alice.id), miss, page, users, "http://localhost")
     redis = services.redis
     assert redis.get(media_key(newest_bob)).startswith("~")
     assert not redis.sismember(liked_key(int(alice.id)), "0")
@@ -278,12 +278,14 @@ def fragments_fetched() -> float:
 
 
 def test_a_worker_new_to_the_fragments_fetches_them_and_keeps_them(shutter, social, make_app):
-    """Each worker keeps the rendered fragments it has seen; another worker
-    (here: a second app on the same Redis) fetches them once, then has them."""
+    """Each worker keeps the rendered fragments it has seen or rendered; another
+    worker (here: a second app on the same Redis) fetches them once, then has them."""
     alice, *_ = social
     read(shutter, alice)
+    before = fragments_fetched()
     warm, rendered = read(shutter, alice)
     assert rendered
+    assert fragments_fetched() == before  # the worker that assembled the page kept what it rendered
     other = Shutter(make_app(celebrity_threshold=1).test_client())
     before = fragments_fetched()
     assert read(other, alice) == (warm, True)
@@ -307,3 +309,5 @@ def test_fragments_that_redis_lost_are_rendered_again(shutter, social, make_app)
     assert REGISTRY.get_sample_value("shutter_feed_reads_total", {"path": "miss:fragments"}) == miss + 1
     assert read(other, alice) == (warm, True)
     assert read(shutter, alice) == (warm, True)  # the first worker still had them all along
+    third = Shutter(make_app(celebrity_threshold=1).test_client())
+    assert read(third, alice) == (warm, True)  # Redis has them again

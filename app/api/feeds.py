@@ -22,7 +22,8 @@ def feed(args):
     raw_token = request_token()
 
     # Warm: one round trip does the token, the page and its media objects (app/rendered.py).
-    rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id, url_base())
+    base = url_base()
+    rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id, base)
     if isinstance(rendered, RenderedPage):
         authorize(services.tokens.from_cached(rendered.token))  # nothing is sent before this passes
         pagination = next_page("next_max_id", rendered.next_max_id, url_param="max_id")
@@ -37,5 +38,5 @@ def feed(args):
     page = services.feeds.page(session, viewer_id, count, max_id, min_id)
     users = page_users(session, page.entries, page.photo_ids)
     media = media_by_ids(session, page.photo_ids, viewer_id, page.entries, users)
-    services.rendered.warm(session, viewer_id, rendered, page, users)
+    services.rendered.warm(session, viewer_id, rendered, page, users, base)
     return ok(media, pagination=next_page("next_max_id", page.next_max_id, url_param="max_id"))
