@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 import uuid
@@ -70,7 +71,9 @@ from dataclasses import dataclass
 
 import orjson
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -105,6 +108,7 @@ _REF = uuid.uuid4().hex
 _REF_BASE = f"{_REF}:base"
 _REF_PATTERN = re.compile(rf'"{_REF}:([^"]*)"')
 LIKED_REF = "L"
+READ_CONNECTION_NAME = "shutter:feed-read"
 
 
 def media_key(photo_id: int) -> str:
@@ -140,7 +144,7 @@ READ_PAGE = NOW_LUA + """
 local BUILT, GONE = '0', '-'
 local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_id, min_id = ARGV[3], ARGV[4]
-local function miss(why) return {'miss', why, now()} end
+local function miss(why) return 'miss\\n' .. why .. '\\n' .. now() end
 local function held(value) return string.sub(value, 1, 1) == '~' end
 
 local token = redis.call('GET', KEYS[1])
@@ -158,14 +162,14 @@ local keys = {'feed:' .. uid}
 for id in string.gmatch(celebrities, '%d+') do keys[#keys + 1] = 'posts:' .. id end
 local high = max_id ~= '' and max_id or '+inf'
 local low = min_id ~= '' and min_id or '(0'
-local seen, candidates, more = {}, {}, false
+local candidates, more = {}, false
 for _, key in ipairs(keys) do
   if not redis.call('ZSCORE', key, BUILT) then return miss('unbuilt') end
   local ids
   if max_id == '' and min_id == '' then  -- the first page, by rank: one more tells if more follow
     ids = redis.call('ZREVRANGE', key, 0, want)
     if ids[#ids] == BUILT then ids[#ids] = nil end
-    if #ids > want then more = true end
+    if #ids > want then more = true; ids[#ids] = nil end
   else
     local fetch, raw, full = want + 4
     repeat  -- score bounds are fuzzy: drop the ties beyond the cursors, fetch more if they ate the page
@@ -177,17 +181,17 @@ for _, key in ipairs(keys) do
       fetch = fetch * 4
     until not (full and #ids < want)
     if full or #ids > want then more = true end
+    for i = #ids, want + 1, -1 do ids[i] = nil end
   end
-  for i = 1, math.min(#ids, want) do
-    if not seen[ids[i]] then seen[ids[i]] = true; candidates[#candidates + 1] = ids[i] end
+  -- Both lists are newest first: merge them in one pass, without duplicates.
+  local merged, a, b = {}, 1, 1
+  while candidates[a] or ids[b] do
+    local x, y = candidates[a], ids[b]
+    if y == nil or (x ~= nil and x > y) then merged[#merged + 1] = x; a = a + 1
+    elseif x == nil or y > x then merged[#merged + 1] = y; b = b + 1
+    else merged[#merged + 1] = x; a = a + 1; b = b + 1 end
   end
-end
-if #keys > 1 then  -- merge: the default sort (no Lua comparator to call), read backwards
-  table.sort(candidates)
-  for i = 1, math.floor(#candidates / 2) do
-    local j = #candidates + 1 - i
-    candidates[i], candidates[j] = candidates[j], candidates[i]
-  end
+  candidates = merged
 end
 if #candidates > want then more = true end
 local n = math.min(#candidates, want)
@@ -201,25 +205,22 @@ while #shown < count and looked < n do
     batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = 'mi:' .. candidates[i]
   end
   looked = looked + #batch
-  local values, found, owners, ends = redis.call('MGET', unpack(mkeys)), {}, {}, {}
+  local values, found, owners, entries = redis.call('MGET', unpack(mkeys)), {}, {}, {}
   for i = 1, #batch do
     local value = values[i]
     if not value or held(value) then return miss('media') end
     if value ~= GONE then
-      local owner_end = string.find(value, '\4', 1, true)
-      local hash_end = owner_end and string.find(value, '\4', owner_end + 1, true)
-      if not hash_end then return miss('media') end  -- not this version's format: assemble
-      found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, owner_end - 1)
-      ends[#ends + 1] = {owner_end, hash_end}
+      local owner, hash, refs = string.match(value, '^(%d+)\4(%x+)\4(.*)$')
+      if not owner then return miss('media') end  -- not this version's format: assemble
+      found[#found + 1] = i; owners[#owners + 1] = owner; entries[#entries + 1] = {hash, refs}
     end
   end
   if #owners > 0 then
     local followed = redis.call('SMISMEMBER', following, unpack(owners))
     for j, i in ipairs(found) do
       if owners[j] == uid or followed[j] == 1 then
-        local value, owner_end, hash_end = values[i], ends[j][1], ends[j][2]
-        shown[#shown + 1] = batch[i]; hashes[#hashes + 1] = string.sub(value, owner_end + 1, hash_end - 1)
-        for ref in string.gmatch(string.sub(value, hash_end + 1), '%d+') do
+        shown[#shown + 1] = batch[i]; hashes[#hashes + 1] = entries[j][1]
+        for ref in string.gmatch(entries[j][2], '%d+') do
           if not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
         end
       end
@@ -229,14 +230,13 @@ end
 local next_max_id = ''
 if n > 0 and (more or looked < n) then next_max_id = candidates[looked] end
 
--- The reply: the hashes of the page's media and of the summaries of the users
--- they show (the app has or fetches the fragments, and fills them in), and
--- the viewer's likes among them.
+-- The reply, one string of lines (no line of it can hold a newline: JSON
+-- text, ids, hashes): the hashes of the page's media and of the summaries of
+-- the users they show (the app has or fetches the fragments, and fills them
+-- in), and the viewer's likes among them.
 local likes = ''
 if #shown > 0 then
-  local flags = redis.call('SMISMEMBER', liked, unpack(shown))
-  for i = 1, #flags do flags[i] = tostring(flags[i]) end
-  likes = table.concat(flags)
+  likes = table.concat(redis.call('SMISMEMBER', liked, unpack(shown)))
 end
 local reply = {'ok', token, next_max_id, likes, #users}
 if #users > 0 then
@@ -249,7 +249,7 @@ if #users > 0 then
   end
 end
 for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
-return reply
+return table.concat(reply, '\\n')
 """
 
 # KEYS: where to store; ARGV: since (µs), then a value and a TTL per key.
@@ -347,17 +347,20 @@ class RenderedFeed:
         # (base URL, hash) -> the fragment cut for that base; oldest out first.
         self._fragments: dict[tuple[str, str], list[str]] = {}
         self._fragments_lock = threading.Lock()
+        self._own = threading.local()  # this thread's connection for the read (_evalsha_read_page)
 
     def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None,
              base: str) -> RenderedPage | Miss:
         """The page, its URLs under `base`, in one round trip (two if this
         process lacks some of its fragments), or a Miss when something is cold."""
-        reply = self._read_page(keys=[token_key], args=[count, count + SLACK, _cursor(max_id), _cursor(min_id)])
-        if reply[0] != "ok":
-            _, why, since = reply
+        reply = self._evalsha_read_page([token_key], [count, count + SLACK, _cursor(max_id), _cursor(min_id)])
+        fields = reply.split("\n")
+        if fields[0] != "ok":
+            _, why, since = fields
             FEED_READS.labels(f"miss:{why}").inc()
             return Miss(why, int(since))
-        _, token, next_max_id, likes, user_count, *rest = reply
+        _, token, next_max_id, likes, user_count, *rest = fields
+        user_count = int(user_count)
         user_ids, hashes = rest[:user_count], rest[user_count:]
         fragments = self._fragments_for(hashes, base)
         if fragments is None:
@@ -367,6 +370,25 @@ class RenderedFeed:
         users = {user_id: fragments[i][0] for i, user_id in enumerate(user_ids)}
         data = _fill_in(fragments[user_count:], likes, users)
         return RenderedPage(token, data, int(next_max_id) if next_max_id else None)
+
+    def _evalsha_read_page(self, keys: list[str], args: list) -> str:
+        """READ_PAGE on a connection this thread keeps to itself. Checking one
+        out of redis-py's pool (a poll() that the socket holds no stale reply,
+        then bookkeeping) costs about as much CPU as the rest of the call;
+        a connection only this thread uses cannot hold a stale reply (redis-py
+        drops it on any error mid-reply). The unusual cases (the script not
+        loaded, the connection lost) go the ordinary way: through the pool,
+        which loads the script and retries."""
+        local = self._own
+        if getattr(local, "pid", None) != os.getpid():  # a new thread, or a forked worker
+            pool = self.redis.connection_pool
+            kwargs = {**pool.connection_kwargs, "client_name": READ_CONNECTION_NAME}  # as CLIENT LIST shows it
+            local.connection, local.pid = pool.connection_class(**kwargs), os.getpid()
+        try:
+            local.connection.send_command("EVALSHA", self._read_page.sha, len(keys), *keys, *args)
+            return local.connection.read_response()
+        except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+            return self._read_page(keys=keys, args=args)
 
     def _fragments_for(self, hashes: list[str], base: str) -> list[list[str]] | None:
         """The fragments, cut for `base`: from this process, else from Redis.

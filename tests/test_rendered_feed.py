@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from app.media import page_users
-from app.rendered import LIKED_REF, Miss, liked_key, media_key
+from app.rendered import LIKED_REF, READ_CONNECTION_NAME, Miss, liked_key, media_key
 from tests.support import Shutter, assert_error
 from tests.test_accounts import sign
 from tests.test_feeds import follow, post_photo, services_of
@@ -271,6 +271,23 @@ def test_a_redis_that_lost_its_scripts_still_serves_the_feed(shutter, social):
     services_of(shutter).redis.script_flush()
     assert read(shutter, alice)[0] == warm  # assembled, and its fill script loaded again
     assert read(shutter, alice) == (warm, True)
+
+
+def test_a_dropped_read_connection_is_opened_again(shutter, social):
+    """The warm read has a connection of its own per thread (not the pool's):
+    when Redis drops it (a restart, a timeout, CLIENT KILL), the read still answers."""
+    alice, *_ = social
+    read(shutter, alice)
+    warm, rendered = read(shutter, alice)
+    assert rendered
+    redis = services_of(shutter).redis
+    own = [c["id"] for c in redis.client_list() if c["name"] == READ_CONNECTION_NAME]
+    assert own
+    for client_id in own:
+        redis.client_kill_filter(_id=client_id)
+    assert read(shutter, alice) == (warm, True)
+    assert read(shutter, alice) == (warm, True)
+    assert READ_CONNECTION_NAME in [c["name"] for c in redis.client_list()]  # all were killed: this one is new
 
 
 def fragments_fetched() -> float:

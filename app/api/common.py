@@ -14,6 +14,7 @@ from app.errors import (
     ForbiddenSignature, InvalidParameters, NotFound, OAuthAccessTokenError, OAuthParameterError,
     OAuthPermissionsError,
 )
+from app.serializers import request_base_url
 from app.services import services
 from models import Client, User
 
@@ -51,7 +52,7 @@ def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
         return {}
     params = {k: v for k, v in request.args.items() if k not in {url_param or cursor_name, "access_token"}}
     params[url_param or cursor_name] = str(cursor)
-    return {"next_url": f"{request.base_url}?{urlencode(params)}", cursor_name: str(cursor)}
+    return {"next_url": f"{request_base_url()}?{urlencode(params)}", cursor_name: str(cursor)}
 
 
 def db() -> Session:
