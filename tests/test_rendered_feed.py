@@ -273,6 +273,22 @@ def test_a_redis_that_lost_its_scripts_still_serves_the_feed(shutter, social):
     assert read(shutter, alice) == (warm, True)
 
 
+def test_an_index_entry_the_script_cannot_read_is_assembled(shutter, social):
+    """The script reads index entries by position (19-digit ids, 20-digit
+    hashes): one of another shape makes the read assemble the page, never
+    serve a wrong one."""
+    alice, *_ = social
+    read(shutter, alice)
+    warm, rendered = read(shutter, alice)
+    assert rendered
+    redis = services_of(shutter).redis
+    key = media_key(int(warm["data"][0]["id"].split("_")[0]))
+    owner, digest, refs = redis.get(key).split("\x04")
+    for odd in (f"{owner[1:]}\x04{digest}\x04{refs}", f"{owner}\x04{digest}0\x04{refs}", f"{owner}\x04{digest}\x04{refs},1"):
+        redis.set(key, odd)
+        assert read(shutter, alice) == (warm, False)
+
+
 def test_a_dropped_read_connection_is_opened_again(shutter, social):
     """The warm read has a connection of its own per thread (not the pool's):
     when Redis drops it (a restart, a timeout, CLIENT KILL), the read still answers."""
