@@ -35,8 +35,9 @@ fragments most of what a read cost Redis. So the script handles only the
 small index entries and returns hashes (one string, a field per line); each
 worker keeps the fragments it has seen or rendered (LOCAL_FRAGMENTS of them,
 already cut at their placeholders), and fetches the others with a plain MGET,
-a second round trip only for fragments new to that process. A fragment is named by its content, so what a worker holds is
-never stale: a change renders a new fragment under a new hash.
+a second round trip only for fragments new to that process. A fragment is
+named by its content, so what a worker holds is never stale: a change renders
+a new fragment under a new hash.
 
 Relative storage URLs (the local media folder) are rendered with \x01 where
 the request's base URL goes. JSON text never holds a raw control character
@@ -214,7 +215,7 @@ while #shown < count and looked < n do
     local value = values[i]
     if not value or held(value) then return miss('media') end
     if value ~= GONE then
-      -- Fixed widths, read by position: a pattern match here cost a quarter of the script.
+      -- Fixed widths, read by position: a pattern match here cost a fifth of the script.
       if string.byte(value, 20) ~= 4 or string.byte(value, 41) ~= 4 or (#value - 40) % 20 ~= 0 then
         return miss('media')  -- not this version's format: assemble
       end
