@@ -2,15 +2,11 @@
 operators' endpoints, and logs that never hold a secret (issue 2)."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import socket
 
-
-from app import create_app
 from tests.support import PASSWORD, assert_error
-
 
 
 # -- errors are always the envelope ------------------------------------------------------
@@ -74,8 +70,8 @@ def test_healthz_reports_every_component_ok(client):
                                       "cache": "ok"}}
 
 
-def test_healthz_names_a_component_that_is_down(settings):
-    app = create_app(dataclasses.replace(settings, memcached_servers=[f"127.0.0.1:{_closed_port()}"]))
+def test_healthz_names_a_component_that_is_down(make_app):
+    app = make_app(memcached_servers=[f"127.0.0.1:{_closed_port()}"])
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["meta"]["error_type"] == "APIServiceUnavailable"

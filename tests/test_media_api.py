@@ -6,7 +6,6 @@ runs real workers). Every image is made by the tests (tests/images.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import threading
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app import create_app, pipeline
+from app import pipeline
 from models import Outbox, Photo
 from tests import images
 from tests.support import Shutter, assert_error
@@ -214,18 +213,13 @@ def test_bad_upload_requests_are_refused(shutter):
     assert media["status"] == "processing"
 
 
-def test_upload_over_max_content_length_is_413(settings):
-    app = create_app(dataclasses.replace(settings, max_upload_bytes=100_000))
-    app.config["TESTING"] = True
-    try:
-        shutter = Shutter(app.test_client())
-        alice = shutter.account("alice")
-        big = images.encode(images.picture(1500, 1500).effect_spread(50), "PNG")
-        assert len(big) > 100_000
-        assert_error(upload(shutter, alice, big, "big.png"), 413, "APIRequestTooLargeError")
-        assert upload(shutter, alice, images.jpeg(300, 200)).status_code == 202
-    finally:
-        app.extensions["shutter"].close()
+def test_upload_over_max_content_length_is_413(make_app):
+    shutter = Shutter(make_app(max_upload_bytes=100_000).test_client())
+    alice = shutter.account("alice")
+    big = images.encode(images.picture(1500, 1500).effect_spread(50), "PNG")
+    assert len(big) > 100_000
+    assert_error(upload(shutter, alice, big, "big.png"), 413, "APIRequestTooLargeError")
+    assert upload(shutter, alice, images.jpeg(300, 200)).status_code == 202
 
 
 # --- idempotency -------------------------------------------------------------
@@ -394,15 +388,10 @@ CDN = "https://cdn.shutter.test"
 
 
 @pytest.fixture(params=["s3", "s3+cdn"])
-def s3_app(request, settings, s3_storage, moto_s3_url):
+def s3_app(request, make_app, s3_storage, moto_s3_url):
     cdn = CDN if request.param == "s3+cdn" else ""
-    app = create_app(dataclasses.replace(
-        settings, storage_backend="s3", s3_bucket=s3_storage.bucket, s3_prefix="media",
-        s3_endpoint_url=moto_s3_url, cdn_url=cdn,
-    ))
-    app.config["TESTING"] = True
-    yield app
-    app.extensions["shutter"].close()
+    return make_app(storage_backend="s3", s3_bucket=s3_storage.bucket, s3_prefix="media",
+                    s3_endpoint_url=moto_s3_url, cdn_url=cdn)
 
 
 def test_s3_upload_serve_and_delete(s3_app, s3_storage, moto_s3_url):

@@ -6,7 +6,6 @@ Which path answered is read off the shutter_feed_reads_total counter.
 """
 from __future__ import annotations
 
-
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
