@@ -46,8 +46,8 @@ the request's base URL goes. JSON text never holds a raw control character
 Misses. If anything the page needs is not in Redis (token not cached, a set
 not built, a photo or user not rendered, a fragment expired or evicted), the
 read answers "miss" and the route assembles the page the long way, then
-`warm`s what it used. Ids are
-compared as strings: every member and cursor is 19 digits (see feeds.py).
+`warm`s what it used. Ids are compared as strings: every member and cursor
+is 19 digits (see feeds.py).
 
 Freshness. The writers of what these keys hold call `forget_*` after their
 commit, which leaves a tombstone "~<Redis time>". A missed read returns the
@@ -129,6 +129,7 @@ def fragment_key(fragment_hash: str) -> str:
 
 
 def fragment_hash(text: str) -> str:
+    """20 hex digits, as the script reads them from an index entry."""
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
@@ -142,7 +143,7 @@ def liked_clock_key(user_id: int) -> str:
 
 def _cursor(value: int | None) -> str:
     """A cursor as the script compares it: 19 digits (ids are), '' for none."""
-    return "" if value is None else str(value).zfill(19)
+    return "" if value is None else str(value).zfill(ID_WIDTH)
 
 
 READ_PAGE = NOW_LUA + """
