@@ -18,7 +18,8 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
   read    GET /v1/users/self/feed (20 items, warm: token cached, feed built,
           media rendered, so each read is one Redis round trip; 100 followees,
           one of them a celebrity merged at read time) under gunicorn (--workers
-          sync workers, 2 by default as in gunicorn.conf.py) with wrk, beside a
+          sync workers, by default as many as gunicorn.conf.py starts: 2 x
+          cores + 1) with wrk (--connections, by default two per worker), beside a
           bare JSON route of the same app (bench/feeds_wsgi.py) under the same
           server and load; also, for information, a route that only
           authenticates the token and one that writes a constant body the
@@ -247,6 +248,13 @@ def seed_reads() -> tuple[str, int]:
     return token, viewer
 
 
+def production_workers() -> int:
+    """How many workers gunicorn.conf.py starts (WEB_CONCURRENCY, else its default)."""
+    import runpy
+
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))["workers"]
+
+
 def wait_for_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -317,7 +325,7 @@ def bench_read(args) -> None:
 
         body = urllib.request.urlopen(feed_url).read()
         assert body.count(b'"type": "image"') + body.count(b'"type":"image"') == 20, body[:300]
-        for url in (bare_url, authed_url, large_url, feed_url):  # warm both workers: connections, caches, feed built
+        for url in (bare_url, authed_url, large_url, feed_url):  # warm every worker: connections, caches, feed built
             wrk(binary, url, 2, args.connections)
         runs = {"feed": [], "bare": [], "authed": [], "large": []}
         in_redis = {"feed": [0, 0, 0, 0], "authed": [0, 0, 0, 0]}  # calls, µs, bytes out, requests
@@ -373,9 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (read)")
+    parser.add_argument("--connections", type=int, help="wrk's connections (read; default: 2 per worker)")
+    parser.add_argument("--workers", type=int, help="gunicorn sync workers (read; default: gunicorn.conf.py's)")
     args = parser.parse_args(argv)
+    args.workers = args.workers or production_workers()
+    args.connections = args.connections or 2 * args.workers
     for name in args.section or list(SECTIONS):
         SECTIONS[name](args)
 
