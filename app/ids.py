@@ -21,6 +21,10 @@ SHUTTER_EPOCH_MS = 1293840000000  # 2011-01-01T00:00:00Z
 SHARD_BITS = 13
 SEQUENCE_BITS = 10
 _MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
+MAX_ID = (1 << 63) - 1  # ids are signed 64-bit (PostgreSQL bigint, SQLite INTEGER)
+# The last second a time cursor can name: only 40 of the 41 time bits fit under
+# MAX_ID (late 2045), and a bound past it overflows the database's integer.
+LAST_ID_SECOND = (SHUTTER_EPOCH_MS + (1 << (63 - SHARD_BITS - SEQUENCE_BITS))) // 1000 - 1
 
 
 class _IdMaker:
@@ -68,7 +72,8 @@ def id_from_shortcode(code: str) -> int | None:
         return None
     if not raw or len(raw) > 8:
         return None
-    return int.from_bytes(raw, "big")
+    value = int.from_bytes(raw, "big")
+    return value if value <= MAX_ID else None  # 8 bytes can exceed a signed 64-bit id
 
 
 # PostgreSQL: Instagram's published function, installed by the first migration.

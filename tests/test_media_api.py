@@ -304,6 +304,14 @@ def test_get_by_id_and_shortcode(app, shutter):
     assert_error(shutter.get(f"/v1/media/{media['id']}"), 400, "OAuthParameterException")
 
 
+def test_a_shortcode_past_the_largest_id_is_404(shutter):
+    # Found by test_fuzz.py: 8 bytes with the top bit set decoded to an id over 2**63 - 1,
+    # which the database cannot take (OverflowError on SQLite: a 500).
+    bob = shutter.account("bob")
+    for code in ["gAAAAAAAAAA", "__________8"]:
+        assert_error(shutter.get(f"/v1/media/shortcode/{code}", bob), 404, "APINotFoundError")
+
+
 def test_private_owner_photo_hidden_from_non_followers(app, shutter):
     alice = shutter.account("alice", private=True)
     bob = shutter.account("bob")

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from app import pipeline, popular, text
+from app.ids import LAST_ID_SECOND
 from models import Photo, Tag, utcnow
 from tests import images
 from tests.support import Shutter, assert_error
@@ -352,6 +353,18 @@ def test_user_media_recent_pages_and_filters(app, shutter):
                  "APIInvalidParametersError")
     assert_error(shutter.get("/v1/users/12345/media/recent", bob), 404, "APINotFoundError")
     assert_error(shutter.get("/v1/users/abc/media/recent", bob), 400, "APIInvalidParametersError")
+
+
+def test_timestamps_past_the_last_second_an_id_can_hold_are_400(shutter):
+    # Found by test_fuzz.py: max_timestamp=2**40 (the old bound) made an id bound over
+    # 2**63 - 1, which the database cannot take (OverflowError on SQLite: a 500).
+    alice = shutter.account("alice")
+    for name in ["max_timestamp", "min_timestamp"]:
+        assert shutter.get("/v1/users/self/media/recent", alice, **{name: LAST_ID_SECOND}).status_code == 200
+        assert_error(shutter.get("/v1/users/self/media/recent", alice, **{name: LAST_ID_SECOND + 1}), 400,
+                     "APIInvalidParametersError")
+        assert_error(shutter.get("/v1/users/self/media/recent", alice, **{name: 2**40}), 400,
+                     "APIInvalidParametersError")
 
 
 def test_liked_media_pages_without_gaps(app, shutter):

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from app import popular, social, tags, text
 from app.api.common import PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
 from app.errors import InvalidParameters, NotAllowed, NotFound
-from app.ids import min_id_for_millis
+from app.ids import LAST_ID_SECOND, min_id_for_millis
 from app.media import media_by_ids, recent_ids, visible_photo_ids
 from app.serializers import location_json, tag_json
 from app.services import services
@@ -17,8 +17,9 @@ blp = Blueprint("browse", __name__, url_prefix="/v1", description="Media by user
 
 
 class RecentArgs(PageArgs):
-    max_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=2**40))
-    min_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=2**40))
+    # Unix seconds, up to the last one an id can hold (a later bound would overflow the query)
+    max_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=LAST_ID_SECOND))
+    min_timestamp = ma.fields.Integer(load_default=None, validate=ma.validate.Range(min=0, max=LAST_ID_SECOND))
 
 
 class TagPageArgs(Schema):

@@ -14,11 +14,10 @@ from app.errors import (
     ForbiddenSignature, InvalidParameters, NotFound, OAuthAccessTokenError, OAuthParameterError,
     OAuthPermissionsError,
 )
+from app.ids import MAX_ID
 from app.serializers import request_base_url
 from app.services import services
 from models import Client, User
-
-MAX_ID = (1 << 63) - 1
 
 
 class Schema(ma.Schema):
