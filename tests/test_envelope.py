@@ -49,6 +49,25 @@ def test_bad_parameters_are_a_400_envelope_naming_the_field(shutter):
     assert "password" in meta["error_message"]
 
 
+def test_a_nul_character_in_any_field_is_a_400_envelope_naming_it(shutter, subtests):
+    """Found by test_fuzz.py: PostgreSQL refuses NUL in text, so these were 500s on the
+    production stack (SQLite stored them)."""
+    alice = shutter.account("alice")
+    calls = {
+        "full_name": lambda: shutter.signup("bob", full_name="a\x00b"),
+        "q": lambda: shutter.get("/v1/users/search", alice, q="al\x00"),
+        "bio": lambda: shutter.post("/v1/users/self", alice, bio="\x00"),
+        "name": lambda: shutter.register_client("alice", name="app\x00"),
+        "client_id": lambda: shutter.client.post("/oauth/access_token", data={
+            "grant_type": "password", "client_id": "\x00", "client_secret": "x", "username": "alice",
+            "password": PASSWORD}),
+    }
+    for field, call in calls.items():
+        with subtests.test(field=field):
+            meta = assert_error(call(), 400, "APIInvalidParametersError")
+            assert field in meta["error_message"]
+
+
 # -- operators' endpoints ----------------------------------------------------------------
 def test_docs_is_an_openapi_document_of_the_api(client):
     response = client.get("/docs")

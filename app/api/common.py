@@ -26,6 +26,15 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
+    @ma.pre_load
+    def refuse_nul(self, data, **_kwargs):
+        # PostgreSQL text cannot hold NUL: psycopg refuses such a parameter (a 500) where SQLite
+        # stores it. A 400 on both stacks, for any field a schema names.
+        bad = [name for name in self.fields if isinstance(data.get(name), str) and "\x00" in data[name]]
+        if bad:
+            raise ma.ValidationError({name: ["must not contain NUL characters"] for name in bad})
+        return data
+
 
 class PageArgs(Schema):
     count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
