@@ -130,6 +130,13 @@ def test_register_client_without_credentials_is_401(shutter):
     assert_error(response, 401, "OAuthParameterException")
 
 
+def test_basic_auth_with_a_name_that_cannot_be_a_username_is_401(shutter, alice):
+    # Found by review of what test_fuzz.py sends: HTTP Basic skips the form schemas, and a NUL
+    # in the query's parameter is refused by PostgreSQL (a 500 on the production stack).
+    for username in ["ali\x00ce", "alice/../x", "a" * 31]:
+        assert_error(shutter.register_client(username), 401, "OAuthParameterException")
+
+
 def test_register_client_rejects_a_bad_redirect_uri(shutter, alice, subtests):
     for redirect_uri in ["not a url", "javascript:alert(1)", ""]:
         with subtests.test(redirect_uri=redirect_uri):
@@ -260,6 +267,16 @@ def test_authorize_accepts_a_path_under_the_registered_redirect_uri(shutter, ali
     response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=REDIRECT_URI + "/ios")
     assert response.status_code == 302
     assert response.headers["Location"].startswith(REDIRECT_URI + "/ios?code=")
+
+
+def test_authorize_rejects_a_redirect_uri_longer_than_a_registered_one_can_be(shutter, alice):
+    # Found by review of what test_fuzz.py sends: the code row keeps the redirect_uri (500
+    # characters), so a longer one under the registered path was a 500 on PostgreSQL.
+    long_uri = REDIRECT_URI + "/" + "x" * (500 - len(REDIRECT_URI))
+    response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=long_uri)
+    assert_error(response, 400, "APIInvalidParametersError")
+    response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=long_uri[:500])
+    assert response.status_code == 302
 
 
 def test_authorize_with_a_wrong_password_is_401(shutter, alice):

@@ -16,6 +16,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select, update
 
 from app.api.common import Schema, db, ok
+from app.api.users import USERNAME
 from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
@@ -45,7 +46,8 @@ class TokenArgs(Schema):
 
 class AuthorizeArgs(Schema):
     client_id = ma.fields.String(required=True)
-    redirect_uri = ma.fields.String(required=True)
+    # the registered one is at most 500 (ClientArgs), and a code stores what was given
+    redirect_uri = ma.fields.String(required=True, validate=ma.validate.Length(max=500))
     response_type = ma.fields.String(load_default="code", validate=ma.validate.OneOf(["code", "token"]))
     scope = ma.fields.String(load_default="basic")
 
@@ -63,7 +65,11 @@ class OAuthError(APIError):
 def _user_by_credentials(username: str | None, password: str | None) -> User | None:
     if not username or not password:
         return None
-    user = db().scalar(select(User).where(User.username_key == username.lower()))
+    # A name that cannot be a username matches no one, without a query (HTTP Basic reaches
+    # here unvalidated, and PostgreSQL refuses a NUL in a parameter).
+    user = None
+    if USERNAME.match(username):
+        user = db().scalar(select(User).where(User.username_key == username.lower()))
     # verify even when there is no such user, so timing doesn't reveal usernames
     return user if services.passwords.verify(user.password_hash if user else None, password) else None
 
