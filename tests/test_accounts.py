@@ -70,6 +70,15 @@ def test_signup_rejects_bad_emails(shutter, email):
     assert_error(response, 400, "APIInvalidParametersError")
 
 
+def test_signup_rejects_an_email_whose_lower_case_is_too_long(shutter):
+    # 252 characters, 312 lower-cased ("İ" becomes "i" and a combining dot): the
+    # lower-cased key is what the database stores, in at most 254.
+    email = "İ" * 60 + "@" + ".".join(["a" * 63, "b" * 63, "c" * 60]) + ".io"
+    assert len(email) <= 254 < len(email.lower())
+    assert_error(shutter.signup("alice", email=email), 400, "APIInvalidParametersError")
+    assert shutter.signup("alice", email="i" * 60 + email[60:]).status_code == 201
+
+
 def test_signup_rejects_a_short_password(shutter):
     assert_error(shutter.signup("alice", password="short"), 400, "APIInvalidParametersError")
 

@@ -36,6 +36,13 @@ class SignupArgs(Schema):
     email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
     full_name = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
 
+    @ma.validates("email")
+    def _email_key_fits(self, value: str, **_kwargs) -> None:
+        # email_key is the lower-cased address, and lower-casing can lengthen it ("İ" is two
+        # characters lower-cased): past 254 PostgreSQL refuses the row.
+        if len(value.lower()) > 254:
+            raise ma.ValidationError("Longer than maximum length 254.")
+
 
 class ProfileArgs(Schema):
     full_name = ma.fields.String(validate=ma.validate.Length(max=100))
