@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask, g
 from flask_smorest import Api
 
+from app.api import docs
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
@@ -15,6 +16,8 @@ from app.services import Services
 
 class ShutterApi(Api):
     """flask-smorest, with errors in v1's envelope instead of its own shape."""
+
+    ERROR_SCHEMA = docs.ErrorEnvelopeSchema  # what /docs says every error response holds
 
     def handle_http_exception(self, error):
         return http_error_response(error)
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["shutter"] = Services(settings)
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
+    docs.register(api)
     limiter.init_app(app)
     from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
 from app import popular, social, tags, text
-from app.api.common import PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
+from app.api.common import (
+    Blueprint, PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
+)
+from app.api.docs import errors, success
 from app.errors import InvalidParameters, NotAllowed, NotFound
 from app.ids import LAST_ID_SECOND, min_id_for_millis
 from app.media import media_by_ids, recent_ids, visible_photo_ids
@@ -51,6 +53,8 @@ def _recent_page(args, *conditions):
 
 
 @blp.route("/users/<user_id>/media/recent", methods=["GET"])
+@success(blp, 200, "A page of media, newest first, with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(RecentArgs(), location="query")
 def user_media(args, user_id):
@@ -71,6 +75,7 @@ def _tag_name(name: str) -> str:
 
 
 @blp.route("/tags/<name>", methods=["GET"])
+@success(blp, 200, "The tag: name, media_count")
 @require_token()
 def get_tag(name):
     """A tag and how many published media carry it."""
@@ -80,6 +85,7 @@ def get_tag(name):
 
 
 @blp.route("/tags/<name>/media/recent", methods=["GET"])
+@success(blp, 200, "A page of media, newest first, with pagination")
 @require_token()
 @blp.arguments(TagPageArgs(), location="query")
 def tag_media(args, name):
@@ -94,6 +100,7 @@ def tag_media(args, name):
 
 
 @blp.route("/tags/search", methods=["GET"])
+@success(blp, 200, "Matching tags, the most used first")
 @require_token()
 @blp.arguments(TagSearchArgs(), location="query")
 def search_tags(args):
@@ -112,6 +119,8 @@ def _location(location_id: str) -> Location:
 
 
 @blp.route("/locations/<location_id>", methods=["GET"])
+@success(blp, 200, "The location")
+@errors(404)
 @require_token()
 def get_location(location_id):
     """A location."""
@@ -119,6 +128,8 @@ def get_location(location_id):
 
 
 @blp.route("/locations/<location_id>/media/recent", methods=["GET"])
+@success(blp, 200, "A page of media, newest first, with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(RecentArgs(), location="query")
 def location_media(args, location_id):
@@ -127,6 +138,7 @@ def location_media(args, location_id):
 
 
 @blp.route("/media/popular", methods=["GET"])
+@success(blp, 200, "Popular media")
 @require_token()
 @blp.arguments(CountArgs(), location="query")
 def popular_media(args):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
 from app import activity, engagement
-from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
+from app.api.common import Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
+from app.api.docs import errors, success
 from app.media import media_by_ids, user_summaries, visible_photo
 from app.serializers import comment_json, user_summary
 from app.services import services
@@ -37,6 +37,8 @@ def _photo(media_id: str):
 
 
 @blp.route("/media/<media_id>/likes", methods=["GET"])
+@success(blp, 200, "A page of users (summaries) who liked it, with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(LikePageArgs(), location="query")
 def get_likes(args, media_id):
@@ -49,6 +51,8 @@ def get_likes(args, media_id):
 
 
 @blp.route("/media/<media_id>/likes", methods=["POST"])
+@success(blp, 200, "Liked (data: null)")
+@errors(404)
 @require_token("likes")
 def like(media_id):
     """Like this media (liking twice changes nothing)."""
@@ -57,6 +61,8 @@ def like(media_id):
 
 
 @blp.route("/media/<media_id>/likes", methods=["DELETE"])
+@success(blp, 200, "Unliked (data: null)")
+@errors(404)
 @require_token("likes")
 def unlike(media_id):
     """Take your like back."""
@@ -65,6 +71,8 @@ def unlike(media_id):
 
 
 @blp.route("/media/<media_id>/comments", methods=["GET"])
+@success(blp, 200, "A page of comments, oldest first, with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(CursorArgs(), location="query")
 def get_comments(args, media_id):
@@ -76,6 +84,8 @@ def get_comments(args, media_id):
 
 
 @blp.route("/media/<media_id>/comments", methods=["POST"])
+@success(blp, 200, "The new comment")
+@errors(404)
 @require_token("comments")
 @blp.arguments(CommentArgs(), location="form")
 def comment(args, media_id):
@@ -86,6 +96,8 @@ def comment(args, media_id):
 
 
 @blp.route("/media/<media_id>/comments/<comment_id>", methods=["DELETE"])
+@success(blp, 200, "Deleted (data: null)")
+@errors(404)
 @require_token("comments")
 def delete_comment(media_id, comment_id):
     """Delete a comment: yours, or any on your media."""
@@ -95,6 +107,7 @@ def delete_comment(media_id, comment_id):
 
 
 @blp.route("/users/self/media/liked", methods=["GET"])
+@success(blp, 200, "A page of media, newest like first, with pagination")
 @require_token()
 @blp.arguments(LikePageArgs(), location="query")
 def liked_media(args):
@@ -106,6 +119,7 @@ def liked_media(args):
 
 
 @blp.route("/users/self/activity", methods=["GET"])
+@success(blp, 200, "A page of activity, newest first, with pagination")
 @require_token()
 @blp.arguments(ActivityArgs(), location="query")
 def activity_feed(args):

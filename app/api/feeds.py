@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import orjson
 from flask import current_app, g
-from flask_smorest import Blueprint
 
-from app.api.common import PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
+from app.api.common import Blueprint, PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
+from app.api.docs import success, token_auth
 from app.media import media_by_ids, page_users
 from app.rendered import RenderedPage
 from app.serializers import url_base
@@ -15,6 +15,8 @@ blp = Blueprint("feeds", __name__, url_prefix="/v1", description="The home feed"
 
 
 @blp.route("/users/self/feed", methods=["GET"])
+@success(blp, 200, "A page of media, newest first, with pagination")
+@token_auth()  # it authenticates itself (the warm read checks the token with the page)
 @blp.arguments(PageArgs(), location="query")
 def feed(args):
     """Your photos and those of the accounts you follow, newest first."""

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint
+from flask_smorest.fields import Upload
 
 from app import activity, pipeline
-from app.api.common import Schema, current_user, db, ok, parse_id, require_token
+from app.api.common import Blueprint, Schema, current_user, db, ok, parse_id, require_token
+from app.api.docs import errors, multipart, success
 from app.errors import APIError, InvalidParameters, NotFound
 from app.cache import photo_keys
 from app.ids import id_from_shortcode
@@ -16,6 +17,11 @@ from app.services import services
 blp = Blueprint("media", __name__, url_prefix="/v1", description="Photos")
 
 SHARE_TARGETS = {"twitter", "facebook"}
+IDEMPOTENCY_KEY = {  # /docs: the header _idempotency_key() reads
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    "description": "a retry with the same key returns the same media, never a second one",
+}
 
 
 class UploadArgs(Schema):
@@ -37,6 +43,13 @@ class UploadArgs(Schema):
             raise ma.ValidationError(f"unknown targets {sorted(unknown)}; use twitter, facebook", field_name="share_to")
 
 
+class UploadForm(UploadArgs):
+    """/docs only: the upload's multipart form. `photo` is not parsed through it: upload() reads
+    request.files and refuses a missing or bad file with its own errors (400, 413, 415)."""
+
+    photo = Upload(required=True, metadata={"description": "the image: JPEG, PNG, WebP or HEIC"})
+
+
 def _share_targets(raw: str) -> list[str]:
     return sorted({part.strip().lower() for part in raw.split(",") if part.strip()})
 
@@ -49,8 +62,12 @@ def _idempotency_key() -> str | None:
 
 
 @blp.route("/media/upload", methods=["POST"])
+@success(blp, 202, "Accepted: the media, `status: processing` (the same media again for a known Idempotency-Key)")
+@errors(413, 415)
+@multipart(UploadForm)
+@blp.doc(parameters=[IDEMPOTENCY_KEY])
 @require_token()
-@blp.arguments(UploadArgs(), location="form")
+@blp.arguments(UploadArgs(), location="form", content_type="multipart/form-data")  # the type: docs only
 def upload(args):
     """Upload a photo (multipart `photo`): 202 + the media, `status: processing`."""
     key = _idempotency_key()
@@ -71,6 +88,8 @@ def upload(args):
 
 
 @blp.route("/media/<media_id>", methods=["GET"])
+@success(blp, 200, "The media object")
+@errors(404)
 @require_token()
 def get_media(media_id):
     """A media object by id ("<photo id>_<owner id>" or the photo id)."""
@@ -79,6 +98,8 @@ def get_media(media_id):
 
 
 @blp.route("/media/shortcode/<code>", methods=["GET"])
+@success(blp, 200, "The media object")
+@errors(404)
 @require_token()
 def get_media_by_shortcode(code):
     """A media object by its shortcode (the code in its link)."""
@@ -90,6 +111,8 @@ def get_media_by_shortcode(code):
 
 
 @blp.route("/media/<media_id>", methods=["DELETE"])
+@success(blp, 200, "Deleted (data: null)")
+@errors(404)
 @require_token()
 def delete_media(media_id):
     """Delete your own photo: from storage, feeds, search and everything else."""

@@ -12,10 +12,10 @@ from urllib.parse import urlencode, urlsplit
 
 import marshmallow as ma
 from flask import redirect, request
-from flask_smorest import Blueprint
 from sqlalchemy import func, select, update
 
-from app.api.common import Schema, db, ok
+from app.api.common import Blueprint, Schema, db, ok
+from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
 from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
@@ -100,6 +100,9 @@ def _same_redirect(registered: str, given: str) -> bool:
 
 
 @blp.route("/oauth/access_token", methods=["POST"])
+@success(blp, 200, "The access token and its user", schema=TokenSchema)
+@errors(429)
+@blp.doc(security=NO_AUTH)  # the client authenticates with client_id and client_secret in the form
 @limiter.limit(_login_limit)
 @blp.arguments(TokenArgs(), location="form")
 def access_token(args):
@@ -137,6 +140,11 @@ def access_token(args):
 
 
 @blp.route("/oauth/authorize", methods=["GET"])
+@success(blp, 302, "Back to redirect_uri with `?code=` (response_type=code) or `#access_token=` (token)",
+         schema=None, headers={"Location": {"description": "redirect_uri with the code or the token",
+                                            "schema": {"type": "string"}}})
+@errors(401, 429)
+@blp.doc(security=BASIC_AUTH)
 @limiter.limit(_login_limit)
 @blp.arguments(AuthorizeArgs(), location="query")
 def authorize(args):
@@ -164,6 +172,9 @@ def authorize(args):
 
 
 @blp.route("/v1/clients", methods=["POST"])
+@success(blp, 201, "Created: client_id, client_secret, name, redirect_uri, enforce_signed_requests")
+@errors(401, 429)
+@blp.doc(security=BASIC_AUTH)
 @limiter.limit(_login_limit)
 @blp.arguments(ClientArgs(), location="form")
 def register_client(args):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
 from app import activity, social
-from app.api.common import Schema, current_user, db, ok, require_token, user_or_404
+from app.api.common import Blueprint, Schema, current_user, db, ok, require_token, user_or_404
+from app.api.docs import errors, success
 from app.errors import InvalidParameters, NotFound
 from app.services import services
 
@@ -26,6 +26,8 @@ def _target(user_id: str, *, hide_if_blocked: bool = True):
 
 
 @blp.route("/users/<user_id>/relationship", methods=["GET"])
+@success(blp, 200, "outgoing_status, incoming_status, target_user_is_private")
+@errors(404)
 @require_token()
 def get_relationship(user_id):
     """How you and this user relate."""
@@ -33,6 +35,8 @@ def get_relationship(user_id):
 
 
 @blp.route("/users/<user_id>/relationship", methods=["POST"])
+@success(blp, 200, "The relationship after the action")
+@errors(404)
 @require_token("relationships")
 @blp.arguments(RelationshipArgs(), location="form")
 def change_relationship(args, user_id):

@@ -6,12 +6,15 @@ import re
 
 import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint
+from flask_smorest.fields import Upload
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app import activity, social, text
-from app.api.common import CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404
+from app.api.common import (
+    Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
+)
+from app.api.docs import NO_AUTH, errors, multipart, success
 from app.cache import user_key
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
@@ -51,6 +54,12 @@ class ProfileArgs(Schema):
     is_private = ma.fields.Boolean()
 
 
+class ProfileForm(ProfileArgs):
+    """/docs only: the profile's multipart form (edit_profile reads the file from request.files)."""
+
+    profile_picture = Upload(metadata={"description": "a new profile picture: JPEG, PNG, WebP or HEIC"})
+
+
 class SearchArgs(Schema):
     q = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
     count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
@@ -61,6 +70,9 @@ def _signup_limit() -> str:
 
 
 @blp.route("/users", methods=["POST"])
+@success(blp, 201, "Created: the new user (full object, with counts)")
+@errors(409, 429)
+@blp.doc(security=NO_AUTH)
 @limiter.limit(_signup_limit, methods=["POST"])
 @blp.arguments(SignupArgs(), location="form")
 def signup(args):
@@ -82,6 +94,8 @@ def signup(args):
 
 
 @blp.route("/users/<user_id>", methods=["GET"])
+@success(blp, 200, "The user (full object, with counts)")
+@errors(404)
 @require_token()
 def get_user(user_id):
     """A user's full profile, with counts."""
@@ -92,6 +106,9 @@ def get_user(user_id):
 
 
 @blp.route("/users/self", methods=["POST"])
+@success(blp, 200, "The edited profile (full object)")
+@errors(413, 415)
+@multipart(ProfileForm)
 @require_token()
 @blp.arguments(ProfileArgs(), location="form")
 def edit_profile(args):
@@ -127,6 +144,7 @@ def edit_profile(args):
 
 
 @blp.route("/users/search", methods=["GET"])
+@success(blp, 200, "Matching users (summaries)")
 @require_token()
 @blp.arguments(SearchArgs(), location="query")
 def search_users(args):
@@ -170,6 +188,8 @@ def _visible_graph_owner(user_id: str) -> User:
 
 
 @blp.route("/users/<user_id>/follows", methods=["GET"])
+@success(blp, 200, "A page of users (summaries), with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(CursorArgs(), location="query")
 def follows(args, user_id):
@@ -178,6 +198,8 @@ def follows(args, user_id):
 
 
 @blp.route("/users/<user_id>/followed-by", methods=["GET"])
+@success(blp, 200, "A page of users (summaries), with pagination")
+@errors(404)
 @require_token()
 @blp.arguments(CursorArgs(), location="query")
 def followed_by(args, user_id):
@@ -186,6 +208,7 @@ def followed_by(args, user_id):
 
 
 @blp.route("/users/self/requested-by", methods=["GET"])
+@success(blp, 200, "A page of users (summaries), with pagination")
 @require_token()
 @blp.arguments(CursorArgs(), location="query")
 def requested_by(args):
