@@ -6,6 +6,9 @@ import io
 import logging
 import socket
 
+import marshmallow as ma
+import pytest
+
 from tests.support import PASSWORD, assert_error
 
 
@@ -66,6 +69,18 @@ def test_a_nul_character_in_any_field_is_a_400_envelope_naming_it(shutter, subte
         with subtests.test(field=field):
             meta = assert_error(call(), 400, "APIInvalidParametersError")
             assert field in meta["error_message"]
+
+
+def test_the_nul_check_is_added_to_each_schema_once():
+    from app.api.common import PageArgs
+
+    for _ in range(3):
+        schema = PageArgs()
+    assert len(schema.fields["max_id"].validators) == 1  # the NUL check, not one per instance made
+    assert PageArgs._declared_fields["max_id"].validators == []  # the class's field is left alone
+    assert schema.load({"max_id": "12"})["max_id"] == "12"
+    with pytest.raises(ma.ValidationError):
+        schema.load({"max_id": "1\x002"})
 
 
 # -- operators' endpoints ----------------------------------------------------------------

@@ -33,20 +33,25 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
 
 
+def _refuse_nul(value: str) -> None:
+    # PostgreSQL text cannot hold NUL: psycopg refuses such a parameter (a 500) where SQLite
+    # stores it. A 400 on both stacks.
+    if "\x00" in value:
+        raise ma.ValidationError("must not contain NUL characters")
+
+
 class Schema(ma.Schema):
     """Request schemas ignore what they don't name (access_token, sig, …)."""
 
     class Meta:
         unknown = ma.EXCLUDE
 
-    @ma.pre_load
-    def refuse_nul(self, data, **_kwargs):
-        # PostgreSQL text cannot hold NUL: psycopg refuses such a parameter (a 500) where SQLite
-        # stores it. A 400 on both stacks, for any field a schema names.
-        bad = [name for name in self.fields if isinstance(data.get(name), str) and "\x00" in data[name]]
-        if bad:
-            raise ma.ValidationError({name: ["must not contain NUL characters"] for name in bad})
-        return data
+    def on_bind_field(self, field_name: str, field_obj: ma.fields.Field) -> None:
+        # Every text field (Email and Url are ones) refuses NUL, checked only when the request
+        # sends it: a pre_load over all fields cost every request ~5 µs, a warm feed read included.
+        # A new list: a bound field is a shallow copy, sharing its class's list.
+        if isinstance(field_obj, ma.fields.String):
+            field_obj.validators = [*field_obj.validators, _refuse_nul]
 
 
 class PageArgs(Schema):
