@@ -1,13 +1,21 @@
 """gunicorn settings, read from the working directory by `gunicorn wsgi:app`."""
-import multiprocessing
 import os
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's cpuset), not the host's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 # gunicorn's own rule of thumb, 2 x cores + 1: a sync worker waiting on
 # PostgreSQL or Redis holds no core, so two per core keep the cores busy
 # (bench/feeds.py: with 2 workers on 2 cores, a fifth of the CPU sat idle
 # under feed reads).
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * multiprocessing.cpu_count() + 1)
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _cores() + 1)
 timeout = 60
 # %(U)s is the path without its query string: v1 clients send access_token
 # in the query, and secrets never reach logs.
