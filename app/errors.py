@@ -76,7 +76,6 @@ _HTTP_ERROR_TYPES = {
     405: "APIMethodNotAllowedError",
     413: "APIRequestTooLargeError",
     415: "APIUnsupportedMediaType",
-    422: "APIInvalidParametersError",
     429: "OAuthRateLimitException",
 }
 
@@ -89,8 +88,6 @@ def error_response(code: int, error_type: str, message: str):
 
 def http_error_response(error: HTTPException):
     code = error.code or 500
-    if code == 422:  # webargs' validation errors: v1 said 400 for bad parameters
-        code = 400
     messages = (getattr(error, "data", None) or {}).get("messages")
     message = _describe(messages) if messages else (error.description or error.name)
     if code == 429:

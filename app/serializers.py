@@ -26,7 +26,8 @@ def request_base_url() -> str:
 def _current_url(scheme: str, host: str, root_path: str | None = None, path: str | None = None) -> str:
     """werkzeug's URL of a request, memoised: building one (IRI to URI and
     back) costs a warm feed read as much as filling in its twenty media
-    objects, and a server sees few distinct hosts and paths."""
+    objects. A server sees few hosts, and the hot paths (the feed's) are few;
+    paths with ids in them take turns in the bounded cache."""
     return get_current_url(scheme, host, root_path, path)
 
 

@@ -24,8 +24,7 @@ from models import Client, User
 
 
 class Parser(FlaskParser):
-    # v1 answers bad parameters with 400 (errors.http_error_response turned webargs' 422 into 400
-    # already); raising 400 here also makes flask-smorest document the status the client gets.
+    # v1 answers bad parameters with 400, not webargs' 422; flask-smorest documents this status too.
     DEFAULT_VALIDATION_STATUS = 400
 
 

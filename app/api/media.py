@@ -17,9 +17,10 @@ from app.services import services
 blp = Blueprint("media", __name__, url_prefix="/v1", description="Photos")
 
 SHARE_TARGETS = {"twitter", "facebook"}
+IDEMPOTENCY_KEY_MAX = 100  # photos.idempotency_key is String(100)
 IDEMPOTENCY_KEY = {  # /docs: the header _idempotency_key() reads
     "in": "header", "name": "Idempotency-Key", "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
     "description": "a retry with the same key returns the same media, never a second one",
 }
 
@@ -56,8 +57,8 @@ def _share_targets(raw: str) -> list[str]:
 
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= 100 and key.isprintable()):
-        raise InvalidParameters("Idempotency-Key must be 1–100 printable characters")
+    if key is not None and not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and key.isprintable()):
+        raise InvalidParameters(f"Idempotency-Key must be 1–{IDEMPOTENCY_KEY_MAX} printable characters")
     return key
 
 
