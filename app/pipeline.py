@@ -234,13 +234,17 @@ def _stored_keys(photo_id: int, gone) -> list[str]:
     return list(dict.fromkeys([gone.original_key, *every, *listed]))
 
 
-def delete_photo(session: Session, storage: Storage, photo_id: int, celery=None) -> bool:
+def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) -> bool:
     """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE.
     False when it was already gone (a concurrent or repeated delete): nothing is counted twice.
+
+    Only `photo.id` is used: the photo may be a cached or stale snapshot, so what is
+    counted and removed comes from the row as it is deleted.
 
     With `celery`, its removal from feeds is promised in the same commit
     (tasks.feeds.remove_photo; the outbox row cannot reference the deleted photo).
     """
+    photo_id = photo.id
     gone, tag_ids = _delete_row(session, photo_id)
     if gone is None:
         session.rollback()
