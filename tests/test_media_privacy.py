@@ -19,11 +19,10 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from app import pipeline
-from app.imaging import DERIVATIVE_NAMES
 from models import Photo, Tag, User
 from tests import images
 from tests.support import Shutter, assert_error
-from tests.test_media_api import media_count, photo_id, photo_row, process, uploaded
+from tests.test_media_api import IMAGE_NAMES as DERIVATIVE_NAMES, media_count, photo_id, photo_row, process, uploaded
 
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
@@ -135,7 +134,7 @@ def test_derivative_urls_carry_an_unguessable_token(app, shutter, http_server):
     tokens = []
     for media in (first, second):
         pid = photo_id(media["id"])
-        token = photo_row(app, media["id"]).derivative_token
+        token = getattr(photo_row(app, media["id"]), "derivative_token", None)
         assert token and len(token) >= 32 and str(pid) not in token
         tokens.append(token)
         assert set(media["images"]) == set(DERIVATIVE_NAMES)
@@ -154,7 +153,7 @@ def test_processing_again_reuses_the_stored_token(app, shutter):
     alice = shutter.account("alice")
     media = uploaded(shutter, alice, images.jpeg(800, 600))
     services = app.extensions["shutter"]
-    token = photo_row(app, media["id"]).derivative_token
+    token = getattr(photo_row(app, media["id"]), "derivative_token", None)
     assert token  # given at upload
     with services.db.session() as session:
         assert pipeline.process_photo(session, services.storage, photo_id(media["id"]))
