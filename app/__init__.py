@@ -59,6 +59,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     init_metrics(app)
 
+    @app.after_request
+    def no_sniffing(response):
+        # Browsers must not run a served file as HTML or script, whatever its bytes look like.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @app.teardown_appcontext
     def close_session(_error):
         session = g.pop("db_session", None)

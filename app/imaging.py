@@ -31,6 +31,7 @@ pillow_heif.register_heif_opener()
 WIDTHS = {"high_resolution": 1080, "standard_resolution": 640, "low_resolution": 320}
 THUMBNAIL = "thumbnail"
 THUMBNAIL_SIZE = 150
+DERIVATIVE_NAMES = (*WIDTHS, THUMBNAIL)  # every derivative make_derivatives produces
 JPEG_QUALITY = 85
 BLURHASH_WIDTH = 32
 BLURHASH_COMPONENTS = (4, 3)

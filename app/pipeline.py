@@ -8,8 +8,9 @@
     delete_photo      (API)     the photo, its files, and what references it
     sweep             (beat)    re-publish what a dead broker or worker dropped
 
-Every step is idempotent: keys are derived from the photo id, and status
-changes are conditional UPDATEs, so running any of them twice is harmless.
+Every step is idempotent: keys are derived from the photo id and its stored
+derivative token, and status changes are conditional UPDATEs, so running any
+of them twice is harmless.
 """
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import activity, imaging, outbox, tags
 from app.ids import shortcode
 from app.storage import Storage, StorageError
-from models import Location, Outbox, Photo, User, utcnow
+from models import Location, Outbox, Photo, PhotoTag, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,17 @@ def original_key(photo_id: int, extension: str) -> str:
     return f"{ORIGINALS}/{photo_id}.{extension}"
 
 
-def derivative_key(photo_id: int, name: str) -> str:
-    return f"{PHOTOS}/{photo_id}/{name}.jpg"
+def derivative_key(photo_id: int, token: str | None, name: str) -> str:
+    """Where a derivative lives: under the photo's unguessable token (rows from
+    before tokens, token None, used photos/<id>/<name>.jpg)."""
+    if token is None:
+        return f"{PHOTOS}/{photo_id}/{name}.jpg"
+    return f"{PHOTOS}/{photo_id}/{token}/{name}.jpg"
+
+
+def every_derivative_key(photo_id: int, token: str | None) -> list[str]:
+    """All the derivative keys a photo can have, whatever a snapshot of its row says."""
+    return [derivative_key(photo_id, token, name) for name in imaging.DERIVATIVE_NAMES]
 
 
 def downstream_task_names() -> list[str]:
@@ -140,7 +150,7 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
         result = imaging.make_derivatives(storage.get(photo.original_key))
         derivatives = {}
         for name, derivative in result.derivatives.items():
-            key = derivative_key(photo_id, name)
+            key = derivative_key(photo_id, photo.derivative_token, name)
             storage.put(key, derivative.data, derivative.content_type)
             derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
     except StorageError:
@@ -201,25 +211,55 @@ def mark_failed(session: Session, photo_id: int, reason: str) -> None:
     session.commit()
 
 
-def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) -> None:
+def _delete_row(session: Session, photo_id: int):
+    """DELETE … RETURNING: what the row was when it went, or None when it was already gone.
+
+    The row as deleted, not a snapshot loaded earlier: a concurrent delete gets None, and
+    derivatives a worker stored meanwhile are in what it returns."""
+    # The ids before the delete: the photo's tag links go with it (ON DELETE CASCADE).
+    tag_ids = session.scalars(select(PhotoTag.tag_id).where(PhotoTag.photo_id == photo_id)).all()
+    gone = session.execute(
+        delete(Photo).where(Photo.id == photo_id)
+        .returning(Photo.user_id, Photo.status, Photo.original_key, Photo.derivatives, Photo.derivative_token)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return gone, tag_ids
+
+
+def _stored_keys(photo_id: int, gone) -> list[str]:
+    """Every key the photo can have: the original, each derivative name under its token
+    (a worker may store them after any snapshot), and those its row listed (older layouts)."""
+    listed = [d["key"] for d in (gone.derivatives or {}).values()]
+    every = every_derivative_key(photo_id, gone.derivative_token)
+    return list(dict.fromkeys([gone.original_key, *every, *listed]))
+
+
+def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) -> bool:
     """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE.
+    False when it was already gone (a concurrent or repeated delete): nothing is counted twice.
+
+    Only `photo.id` is used: the photo may be a cached or stale snapshot, so what is
+    counted and removed comes from the row as it is deleted.
 
     With `celery`, its removal from feeds is promised in the same commit
     (tasks.feeds.remove_photo; the outbox row cannot reference the deleted photo).
     """
-    keys = [photo.original_key, *(d["key"] for d in (photo.derivatives or {}).values())]
-    was_ready = photo.status == "ready"
-    if was_ready:  # before the delete: the photo's tag links go with it
-        tags.count_photo(session, photo.id, -1)
-    session.delete(photo)
-    if was_ready:
-        session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count - 1))
+    photo_id = photo.id
+    gone, tag_ids = _delete_row(session, photo_id)
+    if gone is None:
+        session.rollback()
+        return False
+    was_ready = gone.status == "ready"
+    if was_ready:  # counted only by the delete that really removed the row
+        tags.count_tags(session, tag_ids, -1)
+        session.execute(update(User).where(User.id == gone.user_id).values(media_count=User.media_count - 1))
     unfeed = None
     if celery is not None and was_ready:
-        unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo.id, "user_id": photo.user_id})
+        unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo_id, "user_id": gone.user_id})
         session.add(unfeed)
     # The files' removal is promised in the same commit too: the derivatives are
     # public URLs, and the original keeps the uploader's GPS.
+    keys = _stored_keys(photo_id, gone)
     unstore = Outbox(kind="tasks.media.delete_files", payload={"keys": keys})
     session.add(unstore)
     session.commit()
@@ -228,11 +268,12 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     try:
         storage.delete(keys)
     except StorageError as error:  # S3 is down: a task retries it, or else the sweeper
-        log.warning("photo %s: files not deleted yet (%s)", photo.id, type(error).__name__)
+        log.warning("photo %s: files not deleted yet (%s)", photo_id, type(error).__name__)
         if celery is not None:
             outbox.deliver(session, celery, [unstore])
-        return
+        return True
     outbox.mark_done(session, unstore)
+    return True
 
 
 def sweep(session: Session, celery, stuck_after: timedelta = STUCK_AFTER,

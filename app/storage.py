@@ -21,6 +21,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
+# What the local /media route serves: derivatives and profile pictures, never originals/.
+SERVED_PREFIXES = ("photos", "profiles")
+# …and only as an image: a key with any other extension is not served.
+SERVED_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 DELETE_BATCH = 1000  # S3 DeleteObjects accepts at most 1000 keys per call
 
 
@@ -42,6 +46,26 @@ def _check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise ValueError(f"invalid storage key: {key!r}")
     return key
+
+
+def is_clean_key(key: str) -> bool:
+    """A key that names itself: no empty, '.' or '..' segment, no backslash or NUL."""
+    try:
+        _check_key(key)
+    except ValueError:
+        return False
+    return True
+
+
+def served_type(key: str) -> str | None:
+    """The Content-Type a key is served with, or None when it is not served (not clean,
+    not under a served prefix, not an image). Exact case: "Photos/" is not "photos/"."""
+    if not is_clean_key(key):
+        return None
+    prefix, _, rest = key.partition("/")
+    if prefix not in SERVED_PREFIXES or "." not in rest:
+        return None
+    return SERVED_TYPES.get(rest.rpartition(".")[2])
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -135,6 +159,19 @@ class LocalStorage(Storage):
 
     def url(self, key: str) -> str:
         return f"{self.base_url}/{quote(_check_key(key))}"
+
+    def served_file(self, key: str) -> tuple[str, str] | None:
+        """(path, Content-Type) of a key the web server may serve, or None.
+
+        Decided on the resolved path too: a symlink cannot lead out of a served folder."""
+        content_type = served_type(key)
+        if content_type is None:
+            return None
+        path = os.path.realpath(self._path(key))
+        folder = os.path.realpath(os.path.join(self.root, key.partition("/")[0]))
+        if os.path.commonpath([path, folder]) != folder or not os.path.isfile(path):
+            return None
+        return path, content_type
 
     def check(self) -> None:
         # Actually write a file: os.access() says nothing about a full disk

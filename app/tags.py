@@ -40,7 +40,11 @@ def attach(session: Session, photo_id: int, caption: str | None) -> list[str]:
 
 def count_photo(session: Session, photo_id: int, delta: int) -> None:
     """A photo became ready (+1) or a ready photo is going (-1): its tags' media_count."""
-    tag_ids = session.scalars(select(PhotoTag.tag_id).where(PhotoTag.photo_id == photo_id)).all()
+    count_tags(session, session.scalars(select(PhotoTag.tag_id).where(PhotoTag.photo_id == photo_id)).all(), delta)
+
+
+def count_tags(session: Session, tag_ids, delta: int) -> None:
+    """count_photo for tag ids read beforehand (a delete reads them before its links go)."""
     for tag_id in sorted(tag_ids):  # row locks taken in id order: concurrent publishes cannot deadlock
         session.execute(
             update(Tag).where(Tag.id == tag_id).values(media_count=Tag.media_count + delta),

@@ -9,6 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.ids import make_id
 
+# How a SQLite transaction begins (an execution option read by the "begin" listener).
+SQLITE_BEGIN = "shutter_sqlite_begin"
+IMMEDIATE = "IMMEDIATE"
+DEFERRED = "DEFERRED"
+
 
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
@@ -47,9 +52,28 @@ def _setup_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        # IMMEDIATE takes the write lock up front: two transactions that read and
-        # then write would otherwise deadlock on the lock upgrade (SQLITE_BUSY).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front: in WAL mode a DEFERRED transaction
+        # that reads and then writes fails (SQLITE_BUSY_SNAPSHOT) when another writer
+        # committed in between, so only transactions that never write begin DEFERRED.
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE)
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def begin_read(session: Session) -> None:
+    """Start the session's next transaction without SQLite's write lock (it must not write).
+
+    For work that reads slowly before it writes (a password check): call begin_write after it.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={SQLITE_BEGIN: DEFERRED})
+
+
+def begin_write(session: Session) -> None:
+    """End the session's read transaction, if any, and begin one that may write
+    (IMMEDIATE on SQLite: it waits for the write lock here, not halfway through)."""
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={SQLITE_BEGIN: IMMEDIATE})
 
 
 class Database:
@@ -60,20 +84,25 @@ class Database:
         self.engine = make_engine(url)
         self.replicas = [make_engine(u) for u in (replica_urls or [])]
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads take no write lock on SQLite (PostgreSQL ignores the option).
+        self._read_only_sessions = sessionmaker(self.engine, expire_on_commit=False,
+                                                execution_options={SQLITE_BEGIN: DEFERRED})
         self._replica_sessions = [sessionmaker(e, expire_on_commit=False) for e in self.replicas]
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def session(self) -> Session:
-        return self._sessions()
+    def session(self, *, read_only: bool = False) -> Session:
+        """A session on the primary. read_only: its transactions only read, so on SQLite
+        they take no write lock (begin_write first, for a transaction that writes)."""
+        return self._read_only_sessions() if read_only else self._sessions()
 
     def read_session(self) -> Session:
         """A session on a replica when there are any (reads that may lag a little)."""
         if self._replica_sessions:
             return random.choice(self._replica_sessions)()
-        return self._sessions()
+        return self._read_only_sessions()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,12 +1,17 @@
 """Photos and what hangs off them: likes, comments, tags, locations, activity."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, created_column, id_column
+
+
+def new_derivative_token() -> str:
+    return secrets.token_hex(16)
 
 
 class Location(Base):
@@ -45,6 +50,9 @@ class Photo(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     # {"thumbnail": {"key", "width", "height"}, "low_resolution": …}
     derivatives: Mapped[dict | None] = mapped_column(JSON)
+    # The unguessable part of the derivatives' keys, so a media id does not give away its image
+    # URLs (a private account's photos). NULL only on rows processed before it existed.
+    derivative_token: Mapped[str | None] = mapped_column(String(32), default=new_derivative_token)
     blurhash: Mapped[str | None] = mapped_column(String(100))
     share_to: Mapped[list | None] = mapped_column(JSON)  # ["twitter", "facebook"]
     idempotency_key: Mapped[str | None] = mapped_column(String(100))

@@ -80,10 +80,16 @@ def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
     return {"next_url": f"{request_base_url()}?{urlencode(params)}", cursor_name: str(cursor)}
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def db() -> Session:
-    """The request's database session, closed when the request ends."""
+    """The request's database session, closed when the request ends.
+
+    A GET's transactions only read, so on SQLite they take no write lock (a GET that
+    writes calls models.begin_write first)."""
     if "db_session" not in g:
-        g.db_session = services.db.session()
+        g.db_session = services.db.session(read_only=request.method in READ_ONLY_METHODS)
     return g.db_session
 
 

@@ -1,7 +1,7 @@
 """Operators' endpoints: /healthz and the local media folder."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, send_from_directory
+from flask import Blueprint, abort, send_file
 from kombu import Connection
 from sqlalchemy import text
 
@@ -45,10 +45,14 @@ def healthz():
     return body, code
 
 
-@blp.get("/media/<path:key>")
+# merge_slashes=False: "//" answers 404 here, not a redirect to a path that might be served.
+@blp.get("/media/<path:key>", merge_slashes=False)
 def media(key: str):
     """Serves the local storage folder (the embedded default; S3 has a CDN)."""
-    # Originals keep the uploader's EXIF and GPS: only derivatives are served.
-    if services.settings.storage_backend != "local" or key.startswith("originals/"):
+    # Originals keep the uploader's EXIF and GPS: only derivatives and profile
+    # pictures are served, as images (app.storage.served_type).
+    found = services.storage.served_file(key) if services.settings.storage_backend == "local" else None
+    if found is None:
         abort(404)
-    return send_from_directory(services.settings.media_root, key, max_age=31536000)
+    path, content_type = found
+    return send_file(path, mimetype=content_type, max_age=31536000)

@@ -121,7 +121,8 @@ def delete_media(media_id):
     photo = visible_photo(session, current_user().id, parse_id(media_id, "media id"))
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
-    pipeline.delete_photo(session, services.storage, photo, services.celery)
+    if not pipeline.delete_photo(session, services.storage, photo, services.celery):
+        raise NotFound("invalid media id")  # a concurrent delete of the same photo won
     services.cache.invalidate(photo_keys(photo.id))
     services.rendered.forget_photos([photo.id])
     return ok(None)

@@ -22,7 +22,7 @@ from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParam
 from app.extensions import limiter
 from app.serializers import user_summary
 from app.services import services
-from models import AuthorizationCode, Client, User, utcnow
+from models import AuthorizationCode, Client, User, begin_read, begin_write, utcnow
 
 blp = Blueprint("oauth", __name__, description="OAuth 2 tokens and API clients")
 
@@ -108,6 +108,7 @@ def _same_redirect(registered: str, given: str) -> bool:
 def access_token(args):
     """Exchange a password (xAuth) or an authorization code for an access token."""
     session = db()
+    begin_read(session)  # argon2 runs without SQLite's write lock: begin_write comes after it
     client = authenticate_client(session, args["client_id"], args["client_secret"])
     if client is None:
         raise OAuthClientError("Invalid client_id or client_secret.")
@@ -116,9 +117,11 @@ def access_token(args):
         user = _user_by_credentials(args.get("username"), args.get("password"))
         if user is None:
             raise OAuthError("The username or password you entered is incorrect.")
+        begin_write(session)
     else:
         if not args.get("code") or not args.get("redirect_uri"):
             raise OAuthParameterError("authorization_code needs code and redirect_uri.")
+        begin_write(session)
         # Claim the code atomically: a code is good for one token, however many requests race.
         claimed = session.execute(
             update(AuthorizationCode)
@@ -157,6 +160,7 @@ def authorize(args):
         raise OAuthParameterError("redirect_uri does not match the client's registered redirect_uri.")
     scopes = _scopes(args["scope"])
     user = _basic_auth_user()
+    begin_write(session)  # a GET that writes (its session began DEFERRED), after the password check
     if args["response_type"] == "token":
         token = services.tokens.issue(session, user.id, client, scopes)
         session.commit()
@@ -180,7 +184,9 @@ def authorize(args):
 def register_client(args):
     """Register an API client (an addition), as its owner (HTTP Basic)."""
     session = db()
+    begin_read(session)
     owner = _basic_auth_user()
+    begin_write(session)  # after the password check: argon2 never runs under SQLite's write lock
     max_clients = 50
     if session.scalar(select(func.count()).select_from(Client).where(Client.owner_id == owner.id)) >= max_clients:
         raise InvalidParameters(f"An account may register at most {max_clients} clients.")
