@@ -52,7 +52,7 @@ class Services:
     def rendered(self):
         from app.rendered import RenderedFeed
 
-        return RenderedFeed(self.redis, self.feeds, staleness=self.cache.staleness)
+        return RenderedFeed(self.redis, self.feeds)
 
     @cached_property
     def passwords(self):
