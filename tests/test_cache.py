@@ -98,10 +98,8 @@ def test_redis_that_is_down_reads_as_a_miss():
 
 
 def test_the_redis_cache_keeps_to_its_prefix(stack):
-    cache = _redis_cache(stack)
-    cache.set_many({"u:1": {"id": 1}})
-    keys = redis_lib.Redis.from_url(stack["redis_url"]).keys("*")
-    assert keys == [f"{cache._prefix}u:1".encode()]
+    RedisCache(stack["redis_url"], prefix="test-prefix:").set_many({"u:1": {"id": 1}})
+    assert redis_lib.Redis.from_url(stack["redis_url"]).keys("*") == [b"test-prefix:u:1"]
 
 
 # --- invalidation through the API --------------------------------------------
