@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import AccessToken, Client, utcnow
+from models import AccessToken, Client, User, utcnow
 
 SCOPES = ("basic", "comments", "relationships", "likes")
 
@@ -78,9 +78,10 @@ class TokenInfo:
 class TokenService:
     """Issues tokens (stored hashed) and resolves them, from Redis when warm."""
 
-    def __init__(self, redis, cache_seconds: int) -> None:
+    def __init__(self, redis, cache_seconds: int, presence=None) -> None:
         self.redis = redis
         self.cache_seconds = cache_seconds
+        self.presence = presence  # app.presence.Presence: told of each lookup from the database
 
     @staticmethod
     def _key(token_hash: str) -> str:
@@ -107,13 +108,16 @@ class TokenService:
         if cached:
             return self.from_cached(cached)
         row = session.execute(
-            select(AccessToken, Client.enforce_signed_requests)
+            select(AccessToken, Client.enforce_signed_requests, User.last_active_at)
             .join(Client, Client.id == AccessToken.client_pk)
+            .join(User, User.id == AccessToken.user_id)
             .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
         ).first()
         if row is None:
             return None
-        token, enforce = row
+        token, enforce, last_active_at = row
+        if self.presence is not None:
+            self.presence.seen(session, token.user_id, last_active_at)
         info = TokenInfo(token.user_id, token.client_pk, tuple(token.scopes.split()), bool(enforce))
         payload = {"u": info.user_id, "c": info.client_pk, "s": list(info.scopes), "e": info.enforce_signed_requests}
         self.redis.set(self._key(token_hash), json.dumps(payload), ex=self.cache_seconds)

@@ -1,7 +1,9 @@
 """The cache service for hot objects (users, photos, counts).
 
-One interface, two backends: memcached (pymemcache) in production, an
-in-process LRU on the embedded default. Values are JSON-able dicts.
+One interface, two backends: memcached (pymemcache) in production, and on
+the embedded default the Redis server it already runs. Both are shared by
+every process, so a write invalidates what all of them read. Values are
+JSON-able dicts, stored as JSON under a key prefix.
 
 Writers call `invalidate` after the commit that changed what a key holds.
 Plain deletion would race with readers: a reader that loaded the row just
@@ -10,20 +12,21 @@ it would stay for the whole TTL. `invalidate` instead leaves a tombstone
 for HOLD_SECONDS (read as a miss), and readers fill misses with `add_many`
 (set only where nothing is stored), which cannot overwrite the tombstone.
 
-The in-process backend cannot be invalidated across processes, so its TTL
-is short (IN_PROCESS_TTL); memcached's is long, since every write that
-changes a cached object invalidates its key.
+The TTL is long, since every write that changes a cached object invalidates
+its key.
 """
 from __future__ import annotations
 
-import orjson
-import threading
-import time
+import logging
 from abc import ABC, abstractmethod
-from collections import OrderedDict
+
+import orjson
+import redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 3600
-IN_PROCESS_TTL = 5
 HOLD_SECONDS = 10  # far longer than a reader's load-then-fill
 TOMBSTONE = {"__invalidated__": True}
 
@@ -47,10 +50,6 @@ def photo_keys(photo_id: int) -> list[str]:
 
 
 class Cache(ABC):
-    # How long a value read from it may outlive the change that made it stale:
-    # none for a shared cache (writers invalidate), the TTL for a per-process one.
-    staleness = 0
-
     @abstractmethod
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         """The cached values of those keys that are cached."""
@@ -72,60 +71,6 @@ class Cache(ABC):
 
     def check(self) -> None:
         """Raises if the cache cannot be used (for /healthz)."""
-
-
-class LocalCache(Cache):
-    """A bounded, thread-safe LRU with a short TTL, for one process."""
-
-    def __init__(self, max_items: int = 10_000, ttl: int = IN_PROCESS_TTL) -> None:
-        self.staleness = ttl
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_items = max_items
-        self._ttl = ttl
-
-    def get_many(self, keys):
-        now = time.monotonic()
-        found = {}
-        with self._lock:
-            for key in keys:
-                item = self._items.get(key)
-                if item is None:
-                    continue
-                if item[0] < now:
-                    del self._items[key]
-                    continue
-                self._items.move_to_end(key)
-                value = orjson.loads(item[1])
-                if value != TOMBSTONE:
-                    found[key] = value
-        return found
-
-    def set_many(self, values, ttl=DEFAULT_TTL):
-        expires = time.monotonic() + min(ttl, self._ttl)
-        with self._lock:
-            for key, value in values.items():
-                self._items[key] = (expires, orjson.dumps(value))  # stored serialised: no shared mutation
-                self._items.move_to_end(key)
-            while len(self._items) > self._max_items:
-                self._items.popitem(last=False)
-
-    def add_many(self, values, ttl=DEFAULT_TTL):
-        now = time.monotonic()
-        expires = now + min(ttl, self._ttl)
-        with self._lock:  # check and set under one lock, as memcached's `add` is atomic
-            for key, value in values.items():
-                item = self._items.get(key)
-                if item is None or item[0] < now:
-                    self._items[key] = (expires, orjson.dumps(value))
-                    self._items.move_to_end(key)
-            while len(self._items) > self._max_items:
-                self._items.popitem(last=False)
-
-    def delete_many(self, keys):
-        with self._lock:
-            for key in keys:
-                self._items.pop(key, None)
 
 
 class MemcachedCache(Cache):
@@ -176,7 +121,62 @@ class MemcachedCache(Cache):
             Client(host, connect_timeout=1, timeout=1).version()
 
 
+class RedisCache(Cache):
+    """The cache in a Redis server (the embedded default's), under a key prefix.
+
+    As with memcached, a Redis that fails reads as a miss and drops writes:
+    reads then go to the database.
+    """
+
+    def __init__(self, url: str, prefix: str = "cache:") -> None:
+        self._prefix = prefix
+        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    def get_many(self, keys):
+        if not keys:
+            return {}
+        try:
+            raw = self._client.mget([self._k(k) for k in keys])
+        except RedisError as error:
+            log.warning("cache read failed: %s", type(error).__name__)
+            return {}
+        found = {key: orjson.loads(value) for key, value in zip(keys, raw) if value is not None}
+        return {k: v for k, v in found.items() if v != TOMBSTONE}
+
+    def _set(self, values: dict[str, dict], ttl: int, only_if_empty: bool) -> None:
+        if not values:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in values.items():
+            pipe.set(self._k(key), orjson.dumps(value), ex=ttl, nx=only_if_empty)
+        try:
+            pipe.execute()
+        except RedisError as error:
+            log.warning("cache write failed: %s", type(error).__name__)
+
+    def set_many(self, values, ttl=DEFAULT_TTL):
+        self._set(values, ttl, only_if_empty=False)
+
+    def add_many(self, values, ttl=DEFAULT_TTL):
+        # SET NX is atomic, as memcached's `add`: it never overwrites a tombstone or a fresher value.
+        self._set(values, ttl, only_if_empty=True)
+
+    def delete_many(self, keys):
+        if keys:
+            try:
+                self._client.delete(*(self._k(k) for k in keys))
+            except RedisError as error:
+                log.warning("cache delete failed: %s", type(error).__name__)
+
+    def check(self):
+        self._client.ping()
+
+
 def cache_from_settings(settings) -> Cache:
+    """memcached when MEMCACHED_SERVERS names servers, else the Redis of REDIS_URL."""
     if settings.memcached_servers:
         return MemcachedCache(settings.memcached_servers)
-    return LocalCache()
+    return RedisCache(settings.redis_url)

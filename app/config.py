@@ -76,6 +76,11 @@ class Settings:
     argon2_parallelism: int = 4
     celebrity_threshold: int = 10_000
     feed_size: int = 800
+    # Growth: feeds of users away this long expire (rebuilt when they return);
+    # delivered outbox rows and spent authorization codes are purged after these.
+    feed_inactive_days: int = 30
+    outbox_retention_hours: int = 7 * 24
+    auth_code_retention_hours: int = 24
 
     @property
     def broker_url(self) -> str:
@@ -134,4 +139,7 @@ class Settings:
             argon2_parallelism=int(get("ARGON2_PARALLELISM", d.argon2_parallelism)),
             celebrity_threshold=int(get("CELEBRITY_THRESHOLD", d.celebrity_threshold)),
             feed_size=int(get("FEED_SIZE", d.feed_size)),
+            feed_inactive_days=int(get("FEED_INACTIVE_DAYS", d.feed_inactive_days)),
+            outbox_retention_hours=int(get("OUTBOX_RETENTION_HOURS", d.outbox_retention_hours)),
+            auth_code_retention_hours=int(get("AUTH_CODE_RETENTION_HOURS", d.auth_code_retention_hours)),
         )

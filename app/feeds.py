@@ -31,6 +31,13 @@ Building is one ZADD of the database's ids into the key: atomic, merging
 with anything fan-out wrote meanwhile (a RENAME would drop those), and two
 racing builds write the same members, so no lock is needed.
 
+Inactive users. Fan-out skips followers whose users.last_active_at is older
+than FEED_INACTIVE_DAYS, and feed:{user} carries a TTL of that length, set
+when it is built or written and when the user is seen (app/presence.py): the
+feed of a user who stays away expires at most twice that after their last
+visit, instead of growing, as Mastodon's do. A returning user's feed is deleted before their
+first request (it missed what fan-out skipped) and rebuilt on read.
+
 What the sets hold is a superset of what may be shown: reads hydrate the
 page through the cache and keep only ready photos of the viewer and of the
 accounts they actively follow (one small query on the page's owners), so a stale id (a fan-out racing an unfollow,
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
@@ -48,7 +56,7 @@ from sqlalchemy.orm import Session
 from app.clocks import STAMP_LUA, Clocks
 from app.config import Settings
 from app.media import media_entries
-from models import Block, Database, Follow, Photo, User
+from models import Block, Database, Follow, Photo, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +121,15 @@ class FeedManager:
         # ZREMRANGEBYRANK key 1 stop: keep rank 0 (the sentinel) and the newest feed_size.
         return -(self.settings.feed_size + 1)
 
+    @property
+    def feed_ttl(self) -> int:
+        """Seconds a feed outlives its owner's last activity (FEED_INACTIVE_DAYS)."""
+        return self.settings.feed_inactive_days * 86400
+
+    def active_since(self, now: datetime | None = None) -> datetime:
+        """Users last active before this are inactive: fan-out skips them."""
+        return (now or utcnow()) - timedelta(days=self.settings.feed_inactive_days)
+
     def is_celebrity(self, followed_by_count: int) -> bool:
         return followed_by_count > self.settings.celebrity_threshold
 
@@ -124,10 +141,12 @@ class FeedManager:
         for key in keys:
             pipe.zadd(key, {str(photo_id): float(photo_id)})
             pipe.zremrangebyrank(key, 1, self._trim_stop)
+        pipe.expire(feed_key(author_id), self.feed_ttl)  # a feed this made must expire too
         pipe.execute()
 
     def deliver(self, photo_id: int, follower_ids: list[int]) -> None:
-        """ZADD + trim into each follower's feed, in one round trip.
+        """ZADD + trim + EXPIRE into each follower's feed, in one round trip
+        (a feed this creates must expire too; EXPIRE's NX needs Redis 7).
 
         The protocol is packed here rather than by redis-py's pipeline, whose
         per-command bookkeeping costs about three times what Redis spends
@@ -138,11 +157,13 @@ class FeedManager:
             return
         zadd_tail = _bulk(repr(float(photo_id)).encode()) + _bulk(str(photo_id).encode())
         trim_tail = _bulk(b"1") + _bulk(str(self._trim_stop).encode())
+        expire_tail = _bulk(str(self.feed_ttl).encode())
         parts = []
         for follower_id in follower_ids:
             key = _bulk(b"feed:%d" % follower_id)
             parts.append(b"*4\r\n$4\r\nZADD\r\n" + key + zadd_tail)
             parts.append(b"*4\r\n$15\r\nZREMRANGEBYRANK\r\n" + key + trim_tail)
+            parts.append(b"*3\r\n$6\r\nEXPIRE\r\n" + key + expire_tail)
         pool = self.redis.connection_pool
         connection = pool.get_connection()
         try:
@@ -162,7 +183,9 @@ class FeedManager:
             pool.release(connection)
 
     def fan_out(self, photo_id: int, after: int = 0, chunk: int = CHUNK) -> int | None:
-        """Deliver a ready photo to one chunk of its author's active followers.
+        """Deliver a ready photo to one chunk of its author's active followers,
+        skipping users away for FEED_INACTIVE_DAYS (their feeds expire instead,
+        and are rebuilt when they return).
 
         Followers are paged by follow id, which the index (followee_id, status,
         id) serves without sorting; returns the cursor of the next chunk, or
@@ -183,7 +206,9 @@ class FeedManager:
                 return None  # read-time merge from posts:{author} instead
             follows = session.execute(
                 select(Follow.id, Follow.follower_id)
-                .where(Follow.followee_id == row.user_id, Follow.status == "active", Follow.id > after)
+                .join(User, User.id == Follow.follower_id)
+                .where(Follow.followee_id == row.user_id, Follow.status == "active", Follow.id > after,
+                       User.last_active_at >= self.active_since())
                 .order_by(Follow.id).limit(chunk)
             ).all()
         self.deliver(photo_id, [f.follower_id for f in follows])
@@ -270,16 +295,27 @@ class FeedManager:
         except Exception:  # redis.RedisError and friends
             log.warning("feed follow-up of %s failed", change.action, exc_info=True)
 
+    def owner_seen(self, user_id: int, returning: bool) -> None:
+        """The user is active again (app/presence.py): their feed lives another
+        FEED_INACTIVE_DAYS; if they were away, it goes (fan-out skipped them), to
+        be rebuilt on their next read."""
+        if returning:
+            self.redis.delete(feed_key(user_id))
+        else:
+            self.redis.expire(feed_key(user_id), self.feed_ttl)
+
     def follows_changed(self, user_id: int) -> None:
         """The user's follows changed (committed): what is derived from them goes."""
         self._follows_changed(keys=[celebrities_key(user_id), following_key(user_id), follows_clock_key(user_id)])
 
     # -- building -----------------------------------------------------------
-    def _store_built(self, key: str, ids: list[int]) -> None:
+    def _store_built(self, key: str, ids: list[int], ttl: int | None = None) -> None:
         members = {BUILT: 0.0, **{str(i): float(i) for i in ids}}
         pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(key, members)
         pipe.zremrangebyrank(key, 1, self._trim_stop)
+        if ttl:
+            pipe.expire(key, ttl)
         pipe.execute()
 
     def build_feed(self, session: Session, user_id: int) -> None:
@@ -294,7 +330,7 @@ class FeedManager:
                        and_(Photo.user_id.in_(followees), Photo.user_id.not_in(blocked))))
             .order_by(Photo.id.desc()).limit(self.settings.feed_size)
         ).all()
-        self._store_built(feed_key(user_id), list(ids))
+        self._store_built(feed_key(user_id), list(ids), ttl=self.feed_ttl)
 
     def build_posts(self, session: Session, user_id: int) -> None:
         ids = session.scalars(

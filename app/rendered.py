@@ -342,14 +342,13 @@ def render_user(summary: UserSummary) -> str:
 
 
 class RenderedFeed:
-    def __init__(self, redis, feeds: FeedManager, staleness: int = 0) -> None:
-        """`staleness`: how stale the cache service may be (cache.Cache.staleness).
-        A per-process cache is not invalidated by other processes' writes, so
-        what is rendered from it lives no longer than it would there."""
+    def __init__(self, redis, feeds: FeedManager) -> None:
+        # Every cache backend is shared and invalidated by writers (app/cache.py),
+        # so what is rendered from it lives its own TTLs.
         self.redis = redis
         self.feeds = feeds
-        self.media_ttl = min(MEDIA_TTL, staleness) if staleness else MEDIA_TTL
-        self.user_ttl = min(USER_TTL, staleness) if staleness else USER_TTL
+        self.media_ttl = MEDIA_TTL
+        self.user_ttl = USER_TTL
         self._read_page = redis.register_script(READ_PAGE)
         self._fill = redis.register_script(FILL)
         self._hold_script = redis.register_script(HOLD)

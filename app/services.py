@@ -52,7 +52,7 @@ class Services:
     def rendered(self):
         from app.rendered import RenderedFeed
 
-        return RenderedFeed(self.redis, self.feeds, staleness=self.cache.staleness)
+        return RenderedFeed(self.redis, self.feeds)
 
     @cached_property
     def passwords(self):
@@ -65,7 +65,13 @@ class Services:
     def tokens(self):
         from app.auth import TokenService
 
-        return TokenService(self.redis, self.settings.token_cache_seconds)
+        return TokenService(self.redis, self.settings.token_cache_seconds, presence=self.presence)
+
+    @cached_property
+    def presence(self):
+        from app.presence import Presence
+
+        return Presence(self.feeds)
 
     @cached_property
     def celery(self):

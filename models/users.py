@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, created_column, id_column
+from .base import Base, UTCDateTime, created_column, id_column, utcnow
 
 
 class User(Base):
@@ -29,6 +29,9 @@ class User(Base):
     media_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     follows_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     followed_by_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # When a token of theirs was last resolved from the database, to the day
+    # (app/presence.py): fan-out skips users inactive for FEED_INACTIVE_DAYS.
+    last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = created_column()
 
 
@@ -65,8 +68,9 @@ class AuthorizationCode(Base):
 
     id: Mapped[int] = id_column()
     code_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
-    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), nullable=False)
+    # Indexed: deleting a user or a client cascades here.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), nullable=False, index=True)
     redirect_uri: Mapped[str] = mapped_column(String(500), nullable=False)
     scopes: Mapped[str] = mapped_column(String(200), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery.utils.log import get_task_logger
 
-from app import pipeline, popular
+from app import pipeline, popular, retention
 from tasks import celery, services
 
 log = get_task_logger(__name__)
@@ -13,9 +13,12 @@ log = get_task_logger(__name__)
 def sweep() -> dict:
     with services().db.session() as session:
         result = pipeline.sweep(session, services().celery)
+        purged = retention.purge(session, services().settings)
     if any(result.values()):
         log.info("sweep re-published %s", result)
-    return result
+    if any(purged.values()):
+        log.info("sweep purged %s", purged)
+    return {**result, **purged}
 
 
 @celery.task(name="tasks.maintenance.compute_popular")

@@ -1,4 +1,4 @@
-"""The cache service on both backends (the in-process LRU and a real memcached),
+"""The cache service on both backends (a real memcached, and the stack's Redis),
 and invalidation seen through the API: a cached photo or user never hides a
 committed change.
 """
@@ -10,11 +10,12 @@ import secrets
 import socket
 
 import pytest
+import redis as redis_lib
 
 from app import pipeline
-from app.cache import LocalCache, MemcachedCache, photo_key, user_key
+from app.cache import MemcachedCache, RedisCache, photo_key, user_key
 from tests import images
-from tests.support import assert_error
+from tests.support import Shutter, assert_error
 
 MEMCACHED = os.environ.get("TEST_MEMCACHED_SERVERS", "127.0.0.1:11211")
 
@@ -29,9 +30,15 @@ def _memcached_cache() -> MemcachedCache:
     return MemcachedCache([MEMCACHED], prefix=f"test-{secrets.token_hex(4)}:")
 
 
-@pytest.fixture(params=["local", "memcached"])
+def _redis_cache(stack) -> RedisCache:
+    return RedisCache(stack["redis_url"], prefix=f"test-{secrets.token_hex(4)}:")
+
+
+@pytest.fixture(params=["redis", "memcached"])
 def cache(request):
-    return LocalCache() if request.param == "local" else _memcached_cache()
+    if request.param == "redis":
+        return _redis_cache(request.getfixturevalue("stack"))
+    return _memcached_cache()
 
 
 def test_round_trip(cache):
@@ -79,6 +86,20 @@ def test_memcached_that_is_down_reads_as_a_miss():
     dead.set_many({"k": {"v": 1}})
     assert dead.get_many(["k"]) == {}
     dead.delete_many(["k"])
+
+
+def test_redis_that_is_down_reads_as_a_miss():
+    dead = RedisCache("redis://127.0.0.1:1/0")  # nothing listens there
+    dead.set_many({"k": {"v": 1}})
+    dead.add_many({"k": {"v": 1}})
+    dead.invalidate(["k"])
+    assert dead.get_many(["k"]) == {}
+    dead.delete_many(["k"])
+
+
+def test_the_redis_cache_keeps_to_its_prefix(stack):
+    RedisCache(stack["redis_url"], prefix="test-prefix:").set_many({"u:1": {"id": 1}})
+    assert redis_lib.Redis.from_url(stack["redis_url"]).keys("*") == [b"test-prefix:u:1"]
 
 
 # --- invalidation through the API --------------------------------------------
@@ -131,6 +152,24 @@ def test_a_profile_edit_shows_at_once_though_the_user_was_cached(app, shutter):
 
 def test_the_stack_uses_its_cache_backend(app, stack):
     cache = app.extensions["shutter"].cache
-    expected = MemcachedCache if stack["name"] == "production" else LocalCache
+    expected = MemcachedCache if stack["name"] == "production" else RedisCache
     assert isinstance(cache, expected)
     cache.check()
+
+
+def test_a_like_shows_at_once_through_another_process(make_app):
+    """Two apps on the same settings are two gunicorn workers' worth of services:
+    a like through one is exact, at once, in a read through the other (the
+    embedded default's cache was per process, and stale there for 5 s)."""
+    first, second = make_app(), make_app()
+    through_first, through_second = Shutter(first.test_client()), Shutter(second.test_client())
+    alice, bob = through_first.account("alice"), through_first.account("bob")
+    media_id = _ready_photo(first, through_first, alice)
+    for shutter in (through_first, through_second):  # both processes cache the photo
+        assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["likes"]["count"] == 0
+    assert through_first.post(f"/v1/media/{media_id}/likes", bob).status_code == 200
+    media = through_second.get(f"/v1/media/{media_id}", bob).json["data"]
+    assert (media["likes"]["count"], media["user_has_liked"]) == (1, True)
+    assert through_first.delete(f"/v1/media/{media_id}/likes", bob).status_code == 200
+    media = through_second.get(f"/v1/media/{media_id}", alice).json["data"]
+    assert (media["likes"]["count"], media["user_has_liked"]) == (0, False)
