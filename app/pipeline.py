@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import activity, imaging, outbox, tags
+from app.aftercommit import after_commit, photo_changed
 from app.ids import shortcode
 from app.storage import Storage, StorageError
 from models import Location, Outbox, Photo, User, utcnow
@@ -181,15 +183,12 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
         return False
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
     tags.count_photo(session, photo_id, +1)
-    row = outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names())
-    session.add(row)
+    unit = after_commit(session)
+    if feeds is not None:  # a miss is repaired by fan_out, which does it again
+        unit.best_effort("feeds.add_own", feeds.add_own, photo_id, photo.user_id)
+    unit.must_happen(session, outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names()),
+                     celery=celery)
     session.commit()
-    if feeds is not None:
-        try:
-            feeds.add_own(photo_id, photo.user_id)
-        except Exception:  # redis.RedisError: the commit stands, fan_out repeats this
-            log.warning("photo %s: own feed not updated", photo_id, exc_info=True)
-    outbox.deliver(session, celery, [row])
     return True
 
 
@@ -214,25 +213,17 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     session.delete(photo)
     if was_ready:
         session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count - 1))
-    unfeed = None
+    unit = after_commit(session)
     if celery is not None and was_ready:
-        unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo.id, "user_id": photo.user_id})
-        session.add(unfeed)
-    # The files' removal is promised in the same commit too: the derivatives are
-    # public URLs, and the original keeps the uploader's GPS.
-    unstore = Outbox(kind="tasks.media.delete_files", payload={"keys": keys})
-    session.add(unstore)
+        unit.must_happen(session, Outbox(kind="tasks.feeds.remove_photo",
+                                         payload={"photo_id": photo.id, "user_id": photo.user_id}), celery=celery)
+    # The files' removal is promised in the same commit too (the derivatives are
+    # public URLs, and the original keeps the uploader's GPS): done at once after
+    # it, or by the task (then the sweeper) while S3 is down.
+    unit.must_happen(session, Outbox(kind="tasks.media.delete_files", payload={"keys": keys}),
+                     now=partial(storage.delete, keys), celery=celery)
+    photo_changed(session, photo.id)
     session.commit()
-    if unfeed is not None:
-        outbox.deliver(session, celery, [unfeed])
-    try:
-        storage.delete(keys)
-    except StorageError as error:  # S3 is down: a task retries it, or else the sweeper
-        log.warning("photo %s: files not deleted yet (%s)", photo.id, type(error).__name__)
-        if celery is not None:
-            outbox.deliver(session, celery, [unstore])
-        return
-    outbox.mark_done(session, unstore)
 
 
 def sweep(session: Session, celery, stuck_after: timedelta = STUCK_AFTER,
