@@ -64,3 +64,19 @@ def liked_changed(user_id: int, photo_id: int, liked: bool) -> None:
     with services().db.session() as session:  # not a replica: it may lag the commit
         liked = session.scalar(select(Like.id).where(Like.user_id == user_id, Like.photo_id == photo_id)) is not None
     services().rendered.liked(user_id, photo_id, liked)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.invalidate_cache")
+def invalidate_cache(keys: list[str]) -> None:
+    """Cache keys whose invalidation failed after their commit (app.aftercommit)."""
+    services().cache.invalidate(keys)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.forget_photos")
+def forget_photos(photo_ids: list[int]) -> None:
+    services().rendered.forget_photos(photo_ids)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.forget_users")
+def forget_users(user_ids: list[int]) -> None:
+    services().rendered.forget_users(user_ids)
