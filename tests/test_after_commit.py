@@ -256,3 +256,44 @@ def test_with_the_broker_down_too_the_sweeper_sends_the_follow_up(make_app, sett
         redis = services.redis
         eventually(lambda: str(photo) not in redis.zrange(feed_key(int(alice.id)), 0, -1), "bob's photo leaves")
         assert feed_ids(shutter, alice) == []
+
+
+# -- the unit's contract, on a real session ------------------------------------------
+
+def test_steps_run_once_after_the_commit_each_on_its_own(app):
+    from app.aftercommit import after_commit
+
+    ran = []
+
+    def fails():
+        raise RuntimeError("a step that fails")
+
+    with app.extensions["shutter"].db.session() as session:
+        unit = after_commit(session)
+        unit.best_effort("first", ran.append, "first")
+        unit.best_effort("fails", fails)
+        unit.best_effort("last", ran.append, "last")
+        with session.begin_nested():  # a savepoint's release is not the commit
+            session.execute(select(1))
+        assert ran == []
+        session.commit()
+        assert ran == ["first", "last"]
+        session.commit()  # once: a later commit runs only what was registered since
+        assert ran == ["first", "last"]
+
+
+def test_steps_of_a_transaction_that_did_not_commit_are_dropped(app):
+    from app.aftercommit import after_commit
+
+    ran = []
+    with app.extensions["shutter"].db.session() as session:
+        session.execute(select(1))  # in a transaction, as writers register
+        after_commit(session).best_effort("rolled back", ran.append, "rolled back")
+        session.rollback()
+        session.commit()
+        session.execute(select(1))
+        after_commit(session).best_effort("closed", ran.append, "closed")
+        session.close()  # ends the transaction without a commit
+        session.execute(select(1))
+        session.commit()
+    assert ran == []
