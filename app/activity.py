@@ -60,8 +60,8 @@ def _pending(session: Session) -> _Pending:
         pending = unit.state["activity"] = _Pending()
         # A copy that holds its sentinel is never rebuilt, so an id missed here
         # would stay missing: the task mirrors it once Redis answers.
-        unit.best_effort("activity.publish", publish, unit.services.redis, retry_as=PUBLISH_TASK,
-                         added=pending.added, removed=pending.removed)
+        unit.best_effort("activity.publish", lambda **changes: publish(unit.services.redis, **changes),
+                         retry_as=PUBLISH_TASK, added=pending.added, removed=pending.removed)
     return pending
 
 

@@ -8,10 +8,10 @@ Domain code registers steps on the session while it works:
 
 and they run once, when the commit has succeeded: the session's after-commit
 event marks it, and the end of the transaction runs them (Warehouse purges
-its caches from the after-commit event). A rollback, or a
-session closed without committing, drops them. Each step is isolated: one
-that fails is logged with its name, and neither stops the others nor raises
-into the request or task, whose commit stands.
+its caches from the after-commit event). A rollback, or a session closed
+without committing, drops them. Each step is isolated: one that fails is
+logged with its name, and neither stops the others nor raises into the
+request or task, whose commit stands.
 
 - best_effort: a miss is repaired by a TTL, a rebuild or a tombstone; the
   caller says which, beside the registration. Where nothing would repair it

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError

@@ -124,7 +124,7 @@ def test_upload_with_a_mention(shutter, scene, worker, redis_proxy):
     new = int(response.json["data"]["id"].split("_")[0])
     # The worker makes it ready; the mention then shows (activity shows mentions of published photos).
     eventually(lambda: "mention" in activity_types(shutter, alice), "alice's mention")
-    assert new in feed_ids(shutter, alice)
+    eventually(lambda: new in feed_ids(shutter, alice), "the new photo fanned out to alice")
 
 
 def test_comment_and_like(shutter, scene, worker, redis_proxy):
