@@ -12,8 +12,13 @@ no sentinel (new server, eviction, FLUSHDB) rebuilds from the database by
 merging, so a write racing the rebuild is never lost. An id whose row is
 gone is dropped when a reader meets it.
 
-Writers record rows with `record`/`remove`, commit, then call
-`publish_pending` to mirror what the transaction did into Redis.
+Writers record rows with `record`/`remove` and commit: the transaction's
+after-commit unit (app/aftercommit.py) then mirrors what it did into Redis.
+If Redis fails right then, the mirror is handed to a task
+(tasks.feeds.publish_activity, through the outbox) that retries until Redis
+answers: a copy that holds its sentinel is never rebuilt, so a missed id
+would otherwise stay missing. A removal that never reached Redis needs no
+such care: readers drop an id whose row is gone.
 """
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app import social, text
+from app.aftercommit import after_commit
 from models import Activity, Block, Comment, User
 
 CAP = 100
 TTL_SECONDS = 30 * 24 * 3600  # an inactive user's copy goes; the rows stay
 SENTINEL = "0"
+PUBLISH_TASK = "tasks.feeds.publish_activity"
 TYPES = ("like", "comment", "follow", "follow_request", "mention")
 
 
@@ -46,7 +53,16 @@ class _Pending:
 
 
 def _pending(session: Session) -> _Pending:
-    return session.info.setdefault("activity_pending", _Pending())
+    """This transaction's changes, mirrored into Redis once it commits."""
+    unit = after_commit(session)
+    pending = unit.state.get("activity")
+    if pending is None:
+        pending = unit.state["activity"] = _Pending()
+        # A copy that holds its sentinel is never rebuilt, so an id missed here
+        # would stay missing: the task mirrors it once Redis answers.
+        unit.best_effort("activity.publish", lambda **changes: publish(unit.services.redis, **changes),
+                         retry_as=PUBLISH_TASK, added=pending.added, removed=pending.removed)
+    return pending
 
 
 def record(session: Session, recipient_id: int, actor_id: int, type_: str,
@@ -80,22 +96,24 @@ def remove(session: Session, *conditions) -> None:
 
 
 def discard_pending(session: Session) -> None:
-    """After a rollback: what was recorded never happened."""
-    session.info.pop("activity_pending", None)
+    """What was recorded never happened (a rollback does this by itself)."""
+    pending = after_commit(session).state.get("activity")
+    if pending is not None:
+        pending.added.clear()
+        pending.removed.clear()
 
 
-def publish_pending(session: Session, redis) -> None:
-    """Mirror the committed transaction's activity changes into Redis."""
-    pending: _Pending | None = session.info.pop("activity_pending", None)
-    if pending is None or not (pending.added or pending.removed):
+def publish(redis, added, removed) -> None:
+    """Mirror a committed transaction's activity changes, (recipient, activity id) pairs, into Redis."""
+    if not (added or removed):
         return
     pipe = redis.pipeline(transaction=False)
-    for user_id, activity_id in pending.added:
+    for user_id, activity_id in added:
         pipe.zadd(key(user_id), {_member(activity_id): 0})
         # Rank 0 is the sentinel; keep it and the CAP newest ids.
         pipe.zremrangebyrank(key(user_id), 1, -(CAP + 1))
         pipe.expire(key(user_id), TTL_SECONDS)
-    for user_id, activity_id in pending.removed:
+    for user_id, activity_id in removed:
         pipe.zrem(key(user_id), _member(activity_id))
     pipe.execute()
 

@@ -4,9 +4,10 @@ Counts on `photos` change in the transaction that adds or removes the row
 they count, by `UPDATE … SET n = n ± 1` only when a row really appeared
 (insert in a savepoint; a duplicate fails the savepoint, not the request)
 or really disappeared (DELETE … RETURNING), so they stay exact under
-concurrent requests. Each writer commits, then mirrors the activity into
-Redis and drops what the cache and the rendered feed (app/rendered.py) hold
-of the photo. `svc` is the services container (app.services.Services).
+concurrent requests. Each writer registers, before its commit, what must
+follow it (app/aftercommit.py): the activity's mirror in Redis, and dropping
+what the cache and the rendered feed (app/rendered.py) hold of the photo.
+`svc` is the services container (app.services.Services).
 """
 from __future__ import annotations
 
@@ -15,24 +16,30 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import activity
-from app.cache import photo_keys
+from app.aftercommit import after_commit, photo_changed
 from app.errors import APIError, NotFound
 from app.media import visible_to
 from app.paging import split_page
 from models import Activity, Comment, Like, Photo, User
 
+LIKED_TASK = "tasks.feeds.liked_changed"
 
-def _commit(session: Session, svc, photo_id: int) -> None:
-    """Commit the caller's transaction, then do what must follow a commit."""
+
+def _commit(session: Session, photo_id: int) -> None:
+    """Commit the caller's transaction; the photo's cached copies go after it."""
+    photo_changed(session, photo_id)
     try:
         session.commit()
     except Exception:
-        session.rollback()
-        activity.discard_pending(session)
+        session.rollback()  # drops the registered steps too
         raise
-    activity.publish_pending(session, svc.redis)
-    svc.cache.invalidate(photo_keys(photo_id))
-    svc.rendered.forget_photos([photo_id])
+
+
+def _liked_changed(session: Session, svc, viewer_id: int, photo_id: int, liked: bool) -> None:
+    # liked:{viewer} is rebuilt only once it is gone, and each like renews its
+    # TTL: a miss would stay, so the task redoes it (from the table) if Redis fails.
+    after_commit(session).best_effort("rendered.liked", svc.rendered.liked, retry_as=LIKED_TASK,
+                                      user_id=viewer_id, photo_id=photo_id, liked=liked)
 
 
 def _bump(session: Session, photo_id: int, **deltas: int) -> None:
@@ -62,8 +69,8 @@ def like(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
         return False
     _bump(session, photo.id, like_count=+1)
     activity.record(session, photo.user_id, viewer_id, "like", photo.id)
-    _commit(session, svc, photo.id)
-    svc.rendered.liked(viewer_id, photo.id, True)
+    _liked_changed(session, svc, viewer_id, photo.id, True)
+    _commit(session, photo.id)
     return True
 
 
@@ -76,8 +83,8 @@ def unlike(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
         return False
     _bump(session, photo.id, like_count=-1)
     activity.remove(session, Activity.type == "like", Activity.actor_id == viewer_id, Activity.photo_id == photo.id)
-    _commit(session, svc, photo.id)
-    svc.rendered.liked(viewer_id, photo.id, False)
+    _liked_changed(session, svc, viewer_id, photo.id, False)
+    _commit(session, photo.id)
     return True
 
 
@@ -117,7 +124,7 @@ def add_comment(session: Session, svc, viewer_id: int, photo: Photo, body: str) 
     activity.record(session, photo.user_id, viewer_id, "comment", photo.id, comment.id)
     # The owner already hears of the comment; a mention would say it twice.
     activity.record_mentions(session, viewer_id, photo, body, comment.id, skip={photo.user_id})
-    _commit(session, svc, photo.id)
+    _commit(session, photo.id)
     return comment
 
 
@@ -134,10 +141,9 @@ def delete_comment(session: Session, svc, viewer_id: int, photo: Photo, comment_
     removed = session.scalar(delete(Comment).where(Comment.id == comment_id).returning(Comment.id))
     if removed is None:  # a concurrent delete won
         session.rollback()
-        activity.discard_pending(session)
         return
     _bump(session, photo.id, comment_count=-1)
-    _commit(session, svc, photo.id)
+    _commit(session, photo.id)
 
 
 def comments(session: Session, photo: Photo, count: int, after: int | None) -> tuple[list[Comment], int | None]:

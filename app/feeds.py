@@ -48,11 +48,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from app import outbox
+from app.aftercommit import after_commit
 from app.clocks import STAMP_LUA, Clocks
 from app.config import Settings
 from app.media import media_entries
@@ -65,6 +68,8 @@ BUILT = "0"  # the sentinel member of a set built from the database
 CELEBRITIES_TTL = 60  # seconds a viewer's list of followed celebrities is reused
 FOLLOWING_TTL = 300  # seconds a viewer's set of followees is reused (follow changes drop it)
 SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
+FOLLOW_STARTED = "tasks.feeds.follow_started"  # the outbox kinds of apply_change
+FOLLOW_ENDED = "tasks.feeds.follow_ended"
 
 
 def feed_key(user_id: int) -> str:
@@ -279,21 +284,47 @@ class FeedManager:
             self.redis.zrem(key, *(str(i) for i in theirs))
 
     def apply_change(self, session: Session, change) -> None:
-        """Follow up a committed relationship change (app.social.Change).
+        """Promise, in the caller's transaction, the feed follow-up of a
+        relationship change (app.social.Change).
 
-        Called after the commit; a Redis failure is logged, not raised: the
-        change stands, and reads never show what the viewer may not see.
+        Each follow that started or ended is an outbox row (app/aftercommit.py):
+        done at once after the commit, or by its task if Redis fails then. Both
+        must happen: a block or unfollow missed here would leave the followee's
+        photos (private ones too) in the feed and in `following:{viewer}` for
+        FOLLOWING_TTL, and a follow's merge, missed, would never be repaired
+        (a built feed is not rebuilt) while the viewer's followees stay stale.
         """
-        try:
-            for pair in [change.follow_started, *(change.follows_ended or ())]:
-                if pair:
-                    self.follows_changed(pair[0])
-            if change.follow_started:
-                self.merge_followee(session, *change.follow_started)
-            for follower_id, followee_id in change.follows_ended or ():
+        unit = after_commit(session)
+        for task, pairs, now in ((FOLLOW_STARTED, [change.follow_started] if change.follow_started else [],
+                                  self.follow_started),
+                                 (FOLLOW_ENDED, change.follows_ended or [], self.follow_ended)):
+            for follower_id, followee_id in pairs:
+                row = outbox.add(session, task, follower_id=follower_id, followee_id=followee_id)
+                unit.must_happen(session, row, now=partial(now, follower_id, followee_id))
+
+    def follow_started(self, follower_id: int, followee_id: int) -> None:
+        """After a committed follow (tasks.feeds.follow_started; idempotent): the
+        follower's derived sets go, and the followee's photos join their feed
+        unless the follow has ended since."""
+        self.follows_changed(follower_id)
+        with self.db.session() as session:
+            if self._follows(session, follower_id, followee_id):
+                self.merge_followee(session, follower_id, followee_id)
+
+    def follow_ended(self, follower_id: int, followee_id: int) -> None:
+        """After a committed unfollow or block (tasks.feeds.follow_ended;
+        idempotent): the follower's derived sets go, and the followee's photos
+        leave their feed unless they follow again since."""
+        self.follows_changed(follower_id)
+        with self.db.session() as session:
+            if not self._follows(session, follower_id, followee_id):
                 self.remove_followee(session, follower_id, followee_id)
-        except Exception:  # redis.RedisError and friends
-            log.warning("feed follow-up of %s failed", change.action, exc_info=True)
+
+    @staticmethod
+    def _follows(session: Session, follower_id: int, followee_id: int) -> bool:
+        return session.scalar(select(Follow.id).where(
+            Follow.follower_id == follower_id, Follow.followee_id == followee_id, Follow.status == "active"
+        )) is not None
 
     def owner_seen(self, user_id: int, returning: bool) -> None:
         """The user is active again (app/presence.py): their feed lives another

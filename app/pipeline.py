@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import activity, imaging, outbox, tags
+from app.aftercommit import after_commit, photo_changed
 from app.ids import shortcode
 from app.storage import Storage, StorageError
 from models import Location, Outbox, Photo, PhotoTag, User, utcnow
@@ -191,15 +193,12 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
         return False
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
     tags.count_photo(session, photo_id, +1)
-    row = outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names())
-    session.add(row)
+    unit = after_commit(session)
+    if feeds is not None:  # a miss is repaired by fan_out, which does it again
+        unit.best_effort("feeds.add_own", feeds.add_own, photo_id, photo.user_id)
+    unit.must_happen(session, outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names()),
+                     celery=celery)
     session.commit()
-    if feeds is not None:
-        try:
-            feeds.add_own(photo_id, photo.user_id)
-        except Exception:  # redis.RedisError: the commit stands, fan_out repeats this
-            log.warning("photo %s: own feed not updated", photo_id, exc_info=True)
-    outbox.deliver(session, celery, [row])
     return True
 
 
@@ -253,26 +252,18 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     if was_ready:  # counted only by the delete that really removed the row
         tags.count_tags(session, tag_ids, -1)
         session.execute(update(User).where(User.id == gone.user_id).values(media_count=User.media_count - 1))
-    unfeed = None
+    unit = after_commit(session)
     if celery is not None and was_ready:
-        unfeed = Outbox(kind="tasks.feeds.remove_photo", payload={"photo_id": photo_id, "user_id": gone.user_id})
-        session.add(unfeed)
-    # The files' removal is promised in the same commit too: the derivatives are
-    # public URLs, and the original keeps the uploader's GPS.
+        unit.must_happen(session, Outbox(kind="tasks.feeds.remove_photo",
+                                         payload={"photo_id": photo_id, "user_id": gone.user_id}), celery=celery)
+    # The files' removal is promised in the same commit too (the derivatives are
+    # public URLs, and the original keeps the uploader's GPS): done at once after
+    # it, or by the task (then the sweeper) while S3 is down.
     keys = _stored_keys(photo_id, gone)
-    unstore = Outbox(kind="tasks.media.delete_files", payload={"keys": keys})
-    session.add(unstore)
+    unit.must_happen(session, Outbox(kind="tasks.media.delete_files", payload={"keys": keys}),
+                     now=partial(storage.delete, keys), celery=celery)
+    photo_changed(session, photo_id)
     session.commit()
-    if unfeed is not None:
-        outbox.deliver(session, celery, [unfeed])
-    try:
-        storage.delete(keys)
-    except StorageError as error:  # S3 is down: a task retries it, or else the sweeper
-        log.warning("photo %s: files not deleted yet (%s)", photo_id, type(error).__name__)
-        if celery is not None:
-            outbox.deliver(session, celery, [unstore])
-        return True
-    outbox.mark_done(session, unstore)
     return True
 
 

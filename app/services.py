@@ -22,7 +22,11 @@ class Services:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url, self.settings.database_replica_urls)
+        from app.aftercommit import SERVICES
+
+        # Its sessions carry this container, for the steps that follow their commits.
+        return Database(self.settings.database_url, self.settings.database_replica_urls,
+                        session_info={SERVICES: self})
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -79,15 +79,16 @@ def begin_write(session: Session) -> None:
 class Database:
     """The primary engine for writes and optional read replicas for reads."""
 
-    def __init__(self, url: str, replica_urls: list[str] | None = None) -> None:
+    def __init__(self, url: str, replica_urls: list[str] | None = None, session_info: dict | None = None) -> None:
+        """`session_info`: what every session's `info` starts with (the services, for app/aftercommit.py)."""
         self.url = url
         self.engine = make_engine(url)
         self.replicas = [make_engine(u) for u in (replica_urls or [])]
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=session_info)
         # Reads take no write lock on SQLite (PostgreSQL ignores the option).
-        self._read_only_sessions = sessionmaker(self.engine, expire_on_commit=False,
+        self._read_only_sessions = sessionmaker(self.engine, expire_on_commit=False, info=session_info,
                                                 execution_options={SQLITE_BEGIN: DEFERRED})
-        self._replica_sessions = [sessionmaker(e, expire_on_commit=False) for e in self.replicas]
+        self._replica_sessions = [sessionmaker(e, expire_on_commit=False, info=session_info) for e in self.replicas]
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,14 +1,19 @@
-"""The feed queue: fan-out and removal, one chunk of followers per task.
+"""The feed queue: fan-out and removal, one chunk of followers per task,
+and the Redis work that must follow a commit (app/aftercommit.py).
 
 A huge follower list never becomes one giant task: each task writes one
 chunk (app.feeds.CHUNK) in one Redis round trip, then enqueues the next
-chunk itself. Thin wrappers over app.feeds.FeedManager.
+chunk itself. Thin wrappers over app.feeds.FeedManager. Every task here is
+safe to run twice or late, and is retried while Redis is down.
 """
 from __future__ import annotations
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from app import activity
+from models import Like
 from tasks import celery, services
 
 
@@ -34,3 +39,44 @@ def remove_photo(photo_id: int, user_id: int, after: int = 0) -> None:
     following = services().feeds.remove_photo(photo_id, user_id, after)
     if following is not None:
         remove_photo.apply_async(kwargs={"photo_id": photo_id, "user_id": user_id, "after": following})
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.follow_started")
+def follow_started(follower_id: int, followee_id: int) -> None:
+    services().feeds.follow_started(follower_id, followee_id)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.follow_ended")
+def follow_ended(follower_id: int, followee_id: int) -> None:
+    services().feeds.follow_ended(follower_id, followee_id)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.publish_activity")
+def publish_activity(added: list, removed: list) -> None:
+    """Activity ids that Redis missed after their commit (app.activity.publish)."""
+    activity.publish(services().redis, added, removed)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.liked_changed")
+def liked_changed(user_id: int, photo_id: int, liked: bool) -> None:
+    """A like or unlike that liked:{user} missed after its commit. The table
+    says what is true now (`liked` may have been undone since)."""
+    with services().db.session() as session:  # not a replica: it may lag the commit
+        liked = session.scalar(select(Like.id).where(Like.user_id == user_id, Like.photo_id == photo_id)) is not None
+    services().rendered.liked(user_id, photo_id, liked)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.invalidate_cache")
+def invalidate_cache(keys: list[str]) -> None:
+    """Cache keys whose invalidation failed after their commit (app.aftercommit)."""
+    services().cache.invalidate(keys)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.forget_photos")
+def forget_photos(photo_ids: list[int]) -> None:
+    services().rendered.forget_photos(photo_ids)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.forget_users")
+def forget_users(user_ids: list[int]) -> None:
+    services().rendered.forget_users(user_ids)

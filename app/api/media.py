@@ -5,11 +5,10 @@ import marshmallow as ma
 from flask import request
 from flask_smorest.fields import Upload
 
-from app import activity, pipeline
+from app import pipeline
 from app.api.common import Blueprint, Schema, current_user, db, ok, parse_id, require_token
 from app.api.docs import errors, multipart, success
 from app.errors import APIError, InvalidParameters, NotFound
-from app.cache import photo_keys
 from app.ids import id_from_shortcode
 from app.media import media_objects, visible_photo
 from app.services import services
@@ -84,7 +83,6 @@ def upload(args):
         db(), services.storage, services.celery, current_user(), upload_file.read(), fields,
         services.settings.max_image_pixels,
     )
-    activity.publish_pending(db(), services.redis)  # the caption's @mentions
     return ok(media_objects(db(), [photo], current_user().id)[0], code=202)
 
 
@@ -123,6 +121,4 @@ def delete_media(media_id):
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
     if not pipeline.delete_photo(session, services.storage, photo, services.celery):
         raise NotFound("invalid media id")  # a concurrent delete of the same photo won
-    services.cache.invalidate(photo_keys(photo.id))
-    services.rendered.forget_photos([photo.id])
     return ok(None)

@@ -46,7 +46,6 @@ def change_relationship(args, user_id):
     target = _target(user_id, hide_if_blocked=False)
     change = social.apply(session, current_user(), target, args["action"])
     activity.follow_changed(session, current_user().id, target.id, change)
-    session.commit()
-    activity.publish_pending(session, services.redis)
     services.feeds.apply_change(session, change)
+    session.commit()
     return ok(social.relationship(session, current_user().id, target))

@@ -15,14 +15,13 @@ from app.api.common import (
     Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
 )
 from app.api.docs import NO_AUTH, errors, multipart, success
-from app.cache import user_key
+from app.aftercommit import after_commit, user_changed
 from app.errors import Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.paging import split_page
 from app.profiles import store_profile_picture
 from app.serializers import user_full, user_summary
 from app.services import services
-from app.storage import StorageError
 from models import Block, Follow, User
 
 log = logging.getLogger(__name__)
@@ -123,22 +122,14 @@ def edit_profile(args):
     was_private = user.is_private
     for field, value in args.items():
         setattr(user, field, value)
-    approved = []
     if was_private and not user.is_private:
-        approved = social.approve_all_requests(session, user)
-        for pair in approved:
+        for pair in social.approve_all_requests(session, user):
             activity.follow_started(session, *pair)
+            services.feeds.apply_change(session, social.Change("approve", follow_started=pair))  # their feeds
+    user_changed(session, user.id)  # cached summaries: name, picture
+    if replaced:  # an old public picture left behind costs only its bytes
+        after_commit(session).best_effort("storage.delete", services.storage.delete, [replaced])
     session.commit()
-    activity.publish_pending(session, services.redis)
-    for pair in approved:  # their feeds get this account's photos
-        services.feeds.apply_change(session, social.Change("approve", follow_started=pair))
-    services.cache.invalidate([user_key(user.id)])  # cached summaries: name, picture
-    services.rendered.forget_users([user.id])
-    if replaced:
-        try:
-            services.storage.delete([replaced])
-        except StorageError:  # an old public picture left behind costs only its bytes
-            log.warning("user %s: old profile picture not deleted", user.id)
     session.refresh(user)
     return ok(user_full(user))
 
