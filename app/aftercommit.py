@@ -89,7 +89,8 @@ class AfterCommit:
         row of its own (delivered now, or by the sweeper if the broker is down).
         Committed after the transaction it follows: a crash right here loses it."""
         with self.services.db.session() as session:
-            row = outbox.add(session, kind, **payload)
+            # Not outbox.add: its photo_id parameter would take a payload's photo_id.
+            row = Outbox(kind=kind, payload=payload)
             session.add(row)
             session.commit()
             outbox.deliver(session, self.services.celery, [row])

@@ -31,6 +31,11 @@ HOLD_SECONDS = 10  # far longer than a reader's load-then-fill
 TOMBSTONE = {"__invalidated__": True}
 
 
+class CacheError(Exception):
+    """An invalidation did not reach the cache: its writer must try again
+    (app/aftercommit.py hands it to a task), or readers keep the old value."""
+
+
 def user_key(user_id: int) -> str:
     return f"u:{user_id}"
 
@@ -64,10 +69,10 @@ class Cache(ABC):
     @abstractmethod
     def delete_many(self, keys: list[str]) -> None: ...
 
+    @abstractmethod
     def invalidate(self, keys: list[str]) -> None:
-        """What these keys hold changed: readers miss, and cannot fill them for HOLD_SECONDS."""
-        if keys:
-            self.set_many({key: TOMBSTONE for key in keys}, ttl=HOLD_SECONDS)
+        """What these keys hold changed: readers miss, and cannot fill them for HOLD_SECONDS.
+        Raises CacheError when the tombstones were not written (reads and fills only log)."""
 
     def check(self) -> None:
         """Raises if the cache cannot be used (for /healthz)."""
@@ -113,6 +118,15 @@ class MemcachedCache(Cache):
     def delete_many(self, keys):
         if keys:
             self._client.delete_many([self._k(k) for k in keys], noreply=False)
+
+    def invalidate(self, keys):
+        if not keys:
+            return
+        tombstone = orjson.dumps(TOMBSTONE)
+        # noreply=False: a node that is down reports the keys it failed (ignore_exc hides the error).
+        failed = self._client.set_many({self._k(k): tombstone for k in keys}, expire=HOLD_SECONDS, noreply=False)
+        if failed:
+            raise CacheError(f"{len(failed)} of {len(keys)} tombstones not written")
 
     def check(self):
         from pymemcache.client.base import Client
@@ -170,6 +184,17 @@ class RedisCache(Cache):
                 self._client.delete(*(self._k(k) for k in keys))
             except RedisError as error:
                 log.warning("cache delete failed: %s", type(error).__name__)
+
+    def invalidate(self, keys):
+        if not keys:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(self._k(key), orjson.dumps(TOMBSTONE), ex=HOLD_SECONDS)
+        try:
+            pipe.execute()
+        except RedisError as error:
+            raise CacheError(f"tombstones not written: {type(error).__name__}") from error
 
     def check(self):
         self._client.ping()

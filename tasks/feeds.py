@@ -13,13 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import activity
+from app.cache import CacheError
 from models import Like
 from tasks import celery, services
 
 
 class FeedTask(celery.Task):
     abstract = True
-    autoretry_for = (RedisError, OperationalError, ConnectionError, TimeoutError)
+    autoretry_for = (RedisError, CacheError, OperationalError, ConnectionError, TimeoutError)
     max_retries = 8
     retry_backoff = 2
     retry_backoff_max = 120
