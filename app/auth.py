@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session
 
 from models import AccessToken, Client, utcnow
 
-SCOPES = ("basic", "comments", "relationships", "likes")
-
-
+# v1's four, plus publish (an addition): upload, delete and profile edits; basic stays read-only.
+SCOPES = ("basic", "comments", "relationships", "likes", "publish")
 
 class PasswordService:
     """argon2id password hashes, at the cost the settings give (ARGON2_*)."""

@@ -25,6 +25,9 @@ SCOPED = {
     ("DELETE", "/v1/media/{media_id}/likes"): "likes",
     ("POST", "/v1/media/{media_id}/comments"): "comments",
     ("DELETE", "/v1/media/{media_id}/comments/{comment_id}"): "comments",
+    ("POST", "/v1/media/upload"): "publish",
+    ("DELETE", "/v1/media/{media_id}"): "publish",
+    ("POST", "/v1/users/self"): "publish",
 }
 
 

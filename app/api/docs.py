@@ -16,6 +16,7 @@ SCOPE_DESCRIPTIONS = {
     "comments": "post and delete comments",
     "relationships": "follow, unfollow, block, approve and ignore",
     "likes": "like and unlike media",
+    "publish": "upload and delete your media, edit your profile (an addition to v1)",
 }
 assert set(SCOPE_DESCRIPTIONS) == set(SCOPES)
 

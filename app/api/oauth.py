@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from app.api.common import Blueprint, Schema, db, ok
 from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
-from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256
+from app.auth import SCOPES, authenticate_client, new_client_credentials, parse_scopes, sha256
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
 from app.serializers import user_summary
@@ -86,7 +86,7 @@ def _basic_auth_user() -> User:
 def _scopes(raw: str) -> list[str]:
     scopes = parse_scopes(raw)
     if scopes is None:
-        raise OAuthParameterError("Invalid scope: use basic, comments, relationships, likes.")
+        raise OAuthParameterError(f"Invalid scope: use {', '.join(SCOPES)}.")
     return scopes
 
 

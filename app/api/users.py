@@ -109,7 +109,7 @@ def get_user(user_id):
 @success(blp, 200, "The edited profile (full object)")
 @errors(413, 415)
 @multipart(ProfileForm)
-@require_token()
+@require_token("publish")
 @blp.arguments(ProfileArgs(), location="form")
 def edit_profile(args):
     """Edit the profile (an addition): full_name, bio, website, is_private, profile_picture."""
