@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from app.clocks import STAMP_LUA, Clocks
 from models import AccessToken, Client, utcnow
 
 # v1's four, plus publish (an addition): upload, delete and profile edits; basic stays read-only.
@@ -33,6 +34,17 @@ class PasswordService:
             return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
         except (VerificationError, InvalidHashError):
             return False
+
+
+def change_password(session: Session, passwords: PasswordService, tokens: "TokenService", user, current: str | None,
+                    new: str) -> bool:
+    """Set a new password when `current` is the user's one, and revoke all their tokens
+    (when `session` commits): every client must log in again. False for a wrong `current`."""
+    if not current or not passwords.verify(user.password_hash, current):
+        return False
+    user.password_hash = passwords.hash(new)
+    tokens.revoke_all(session, user.id)
+    return True
 
 
 def sha256(value: str) -> str:
@@ -74,16 +86,36 @@ class TokenInfo:
     enforce_signed_requests: bool
 
 
+# KEYS: the cached lookups to drop, then their clocks (app/clocks.py), in the same order.
+FORGET_TOKENS_LUA = STAMP_LUA + """
+local half = #KEYS / 2
+for i = 1, half do
+  redis.call('DEL', KEYS[i])
+  stamp(KEYS[half + i])
+end
+"""
+
+
 class TokenService:
-    """Issues tokens (stored hashed) and resolves them, from Redis when warm."""
+    """Issues tokens (stored hashed) and resolves them, from Redis when warm.
+
+    A revoked token's cached lookup is dropped after the revoking commit, and its
+    clock stamped, so a lookup that read the database before that commit cannot
+    cache it again (app/clocks.py)."""
 
     def __init__(self, redis, cache_seconds: int) -> None:
         self.redis = redis
         self.cache_seconds = cache_seconds
+        self.clocks = Clocks(redis)
+        self._forget = redis.register_script(FORGET_TOKENS_LUA)
 
     @staticmethod
     def _key(token_hash: str) -> str:
         return f"token:{token_hash}"
+
+    @staticmethod
+    def _clock_key(token_hash: str) -> str:
+        return f"token-clock:{token_hash}"
 
     def key(self, raw: str) -> str:
         """The Redis key a token's cached lookup lives under (the feed's script reads it)."""
@@ -105,6 +137,7 @@ class TokenService:
         cached = self.redis.get(self._key(token_hash))
         if cached:
             return self.from_cached(cached)
+        since = self.clocks.now()  # before the query: a revocation committed after it wins
         row = session.execute(
             select(AccessToken, Client.enforce_signed_requests)
             .join(Client, Client.id == AccessToken.client_pk)
@@ -115,17 +148,46 @@ class TokenService:
         token, enforce = row
         info = TokenInfo(token.user_id, token.client_pk, tuple(token.scopes.split()), bool(enforce))
         payload = {"u": info.user_id, "c": info.client_pk, "s": list(info.scopes), "e": info.enforce_signed_requests}
-        self.redis.set(self._key(token_hash), json.dumps(payload), ex=self.cache_seconds)
+        self.clocks.store_string(self._clock_key(token_hash), self._key(token_hash), since, json.dumps(payload),
+                                 self.cache_seconds)
         return info
 
     def revoke_all(self, session: Session, user_id: int) -> None:
-        tokens = session.scalars(
-            select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+        """Revoke every token of the user; their cached lookups go when `session` commits."""
+        hashes = session.scalars(
+            update(AccessToken)
+            .where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .returning(AccessToken.token_hash)
         ).all()
-        for token in tokens:
-            token.revoked_at = utcnow()
-        if tokens:
-            self.redis.delete(*(self._key(t.token_hash) for t in tokens))
+        self._forget_after_commit(session, hashes)
+
+    def revoke(self, session: Session, client: Client, raw: str) -> bool:
+        """RFC 7009: revoke one of `client`'s tokens (its cached lookup goes when `session`
+        commits). False when the token is another client's; an unknown token is no error."""
+        token_hash = sha256(raw)
+        owner = session.scalar(select(AccessToken.client_pk).where(AccessToken.token_hash == token_hash))
+        if owner is None:
+            return True
+        if owner != client.id:
+            return False
+        session.execute(
+            update(AccessToken)
+            .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        self._forget_after_commit(session, [token_hash])
+        return True
+
+    def _forget_after_commit(self, session: Session, hashes: list[str]) -> None:
+        # Not before: a lookup between the delete and the commit would read the token as
+        # valid and cache it again.
+        if hashes:
+            event.listen(session, "after_commit", lambda _session: self.forget(hashes), once=True)
+
+    def forget(self, hashes: list[str]) -> None:
+        """Drop the cached lookups of these token hashes and stamp their clocks."""
+        self._forget(keys=[*map(self._key, hashes), *map(self._clock_key, hashes)])
 
     def forget_client(self, session: Session, client_pk: int) -> None:
         """Drop cached lookups of a client's tokens (its signing rule changed)."""

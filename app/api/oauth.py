@@ -6,9 +6,11 @@ redirected straight back to the client with a code or a token.
 """
 from __future__ import annotations
 
+import re
 import secrets
+import string
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 import marshmallow as ma
 from flask import redirect, request
@@ -50,6 +52,16 @@ class AuthorizeArgs(Schema):
     redirect_uri = ma.fields.String(required=True, validate=ma.validate.Length(max=500))
     response_type = ma.fields.String(load_default="code", validate=ma.validate.OneOf(["code", "token"]))
     scope = ma.fields.String(load_default="basic")
+    # handed back untouched with the redirect (RFC 6749 §4.1.2): the client's CSRF check
+    state = ma.fields.String(load_default=None, validate=ma.validate.Length(max=1000))
+
+
+class RevokeArgs(Schema):
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    # RFC 7009 §2.1: a hint the server may ignore; access tokens are the only kind here
+    token_type_hint = ma.fields.String(load_default=None)
+    client_id = ma.fields.String(load_default=None)
+    client_secret = ma.fields.String(load_default=None)
 
 
 class ClientArgs(Schema):
@@ -90,13 +102,59 @@ def _scopes(raw: str) -> list[str]:
     return scopes
 
 
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalise_percent(match: re.Match) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in UNRESERVED else match.group(0).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4, on an absolute path."""
+    output: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    if path.endswith(("/.", "/..")):
+        output.append("")
+    return "/".join(output) or "/"
+
+
+def normalise_uri(uri: str) -> tuple | None:
+    """RFC 3986 §6.2.2 (and §6.2.3's default port and empty path); None when unparseable."""
+    def decode(part: str) -> str:
+        return re.sub(r"%([0-9A-Fa-f]{2})", _normalise_percent, part)
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    port = None if port == DEFAULT_PORTS.get(scheme) else port
+    host = decode(parts.hostname or "").lower()
+    return (scheme, parts.username, parts.password, host, port,
+            _remove_dot_segments(decode(parts.path)), decode(parts.query), parts.fragment)
+
+
 def _same_redirect(registered: str, given: str) -> bool:
-    """v1 accepted a redirect_uri on the registered host and under its path."""
-    reg, got = urlsplit(registered), urlsplit(given)
-    base = reg.path.rstrip("/")
-    # under the path: "/callback/ios", but not "/callback.evil" nor "/callback/../evil"
-    under = (got.path == base or got.path.startswith(base + "/")) and "/../" not in f"{got.path}/"
-    return (reg.scheme, reg.netloc) == (got.scheme, got.netloc) and under
+    """The registered redirect_uri, exactly, once both are normalised: no sub-path, no
+    other host, port or scheme, and `%2e%2e` is `..` (RFC 6749 §3.1.2.3, RFC 3986 §6.2.2)."""
+    normalised = normalise_uri(given)
+    return normalised is not None and normalised == normalise_uri(registered)
+
+
+def _with_params(uri: str, params: dict, *, fragment: bool = False) -> str:
+    """`uri` with `params` (None values left out) in its query or its fragment."""
+    encoded = urlencode({key: value for key, value in params.items() if value is not None})
+    if fragment:
+        return f"{uri}#{encoded}"
+    return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
 
 
 @blp.route("/oauth/access_token", methods=["POST"])
@@ -157,18 +215,53 @@ def authorize(args):
         raise OAuthParameterError("redirect_uri does not match the client's registered redirect_uri.")
     scopes = _scopes(args["scope"])
     user = _basic_auth_user()
+    # Back to the registered spelling: the given one is equal once normalised, and a
+    # browser's URL parser then has nothing to read differently from ours.
     if args["response_type"] == "token":
         token = services.tokens.issue(session, user.id, client, scopes)
         session.commit()
-        return redirect(f"{args['redirect_uri']}#{urlencode({'access_token': token})}")
+        return redirect(_with_params(client.redirect_uri, {"access_token": token, "state": args["state"]},
+                                     fragment=True))
     code = secrets.token_urlsafe(24)
     session.add(AuthorizationCode(
         code_hash=sha256(code), user_id=user.id, client_pk=client.id, redirect_uri=args["redirect_uri"],
         scopes=" ".join(scopes), expires_at=utcnow() + CODE_LIFETIME,
     ))
     session.commit()
-    separator = "&" if "?" in args["redirect_uri"] else "?"
-    return redirect(f"{args['redirect_uri']}{separator}{urlencode({'code': code})}")
+    return redirect(_with_params(client.redirect_uri, {"code": code, "state": args["state"]}))
+
+
+def _revoking_client(args) -> Client:
+    """The client of a revocation: HTTP Basic (client_id:client_secret, form-encoded, RFC 6749
+    §2.3.1) or the two form fields. A bad one is 401 with Basic (§5.2), 400 otherwise."""
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        client = authenticate_client(db(), unquote_plus(auth.username or ""), unquote_plus(auth.password or ""))
+        if client is None:
+            raise OAuthClientError("Invalid client credentials.", code=401)
+        return client
+    if not args["client_id"] or not args["client_secret"]:
+        raise OAuthClientError("Authenticate the client: HTTP Basic, or client_id and client_secret.")
+    client = authenticate_client(db(), args["client_id"], args["client_secret"])
+    if client is None:
+        raise OAuthClientError("Invalid client_id or client_secret.")
+    return client
+
+
+@blp.route("/oauth/revoke", methods=["POST"])
+@success(blp, 200, "Revoked, or no such token (RFC 7009): data null")
+@errors(401, 429)
+@blp.doc(security=NO_AUTH)  # the client: client_id and client_secret in the form, or HTTP Basic
+@limiter.limit(_login_limit)
+@blp.arguments(RevokeArgs(), location="form")
+def revoke(args):
+    """Revoke one of the client's access tokens (RFC 7009); an unknown token is no error."""
+    session = db()
+    client = _revoking_client(args)
+    if not services.tokens.revoke(session, client, args["token"]):
+        raise OAuthClientError("This token was not issued to this client.")
+    session.commit()
+    return ok(None)
 
 
 @blp.route("/v1/clients", methods=["POST"])
