@@ -4,8 +4,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import string
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -58,6 +61,54 @@ def parse_scopes(raw: str | None) -> list[str] | None:
         return None
     # basic is implied by every token, as in v1
     return sorted(set(requested) | {"basic"}, key=SCOPES.index)
+
+
+# redirect_uri matching (RFC 3986 §6.2.2 normalisation, then equality)
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalise_percent(match: re.Match) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in UNRESERVED else match.group(0).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4, on an absolute path."""
+    output: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    if path.endswith(("/.", "/..")):
+        output.append("")
+    return "/".join(output) or "/"
+
+
+def normalise_uri(uri: str) -> tuple | None:
+    """RFC 3986 §6.2.2 (and §6.2.3's default port and empty path); None when unparseable."""
+    def decode(part: str) -> str:
+        return re.sub(r"%([0-9A-Fa-f]{2})", _normalise_percent, part)
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    port = None if port == DEFAULT_PORTS.get(scheme) else port
+    host = decode(parts.hostname or "").lower()
+    return (scheme, parts.username, parts.password, host, port,
+            _remove_dot_segments(decode(parts.path)), decode(parts.query), parts.fragment)
+
+
+def same_redirect_uri(registered: str, given: str) -> bool:
+    """The registered redirect_uri, exactly, once both are normalised: no sub-path, no
+    other host, port or scheme, and `%2e%2e` is `..` (RFC 6749 §3.1.2.3, RFC 3986 §6.2.2)."""
+    normalised = normalise_uri(given)
+    return normalised is not None and normalised == normalise_uri(registered)
 
 
 def new_client_credentials() -> tuple[str, str]:

@@ -6,11 +6,9 @@ redirected straight back to the client with a code or a token.
 """
 from __future__ import annotations
 
-import re
 import secrets
-import string
 from datetime import timedelta
-from urllib.parse import unquote_plus, urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode
 
 import marshmallow as ma
 from flask import redirect, request
@@ -19,7 +17,9 @@ from sqlalchemy import func, select, update
 from app.api.common import Blueprint, Schema, db, ok
 from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
-from app.auth import SCOPES, authenticate_client, new_client_credentials, parse_scopes, sha256
+from app.auth import (
+    SCOPES, authenticate_client, new_client_credentials, parse_scopes, same_redirect_uri, sha256,
+)
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
 from app.serializers import user_summary
@@ -102,53 +102,6 @@ def _scopes(raw: str) -> list[str]:
     return scopes
 
 
-UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _normalise_percent(match: re.Match) -> str:
-    char = chr(int(match.group(1), 16))
-    return char if char in UNRESERVED else match.group(0).upper()
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 §5.2.4, on an absolute path."""
-    output: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if len(output) > 1:
-                output.pop()
-        elif segment != ".":
-            output.append(segment)
-    if path.endswith(("/.", "/..")):
-        output.append("")
-    return "/".join(output) or "/"
-
-
-def normalise_uri(uri: str) -> tuple | None:
-    """RFC 3986 §6.2.2 (and §6.2.3's default port and empty path); None when unparseable."""
-    def decode(part: str) -> str:
-        return re.sub(r"%([0-9A-Fa-f]{2})", _normalise_percent, part)
-
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    port = None if port == DEFAULT_PORTS.get(scheme) else port
-    host = decode(parts.hostname or "").lower()
-    return (scheme, parts.username, parts.password, host, port,
-            _remove_dot_segments(decode(parts.path)), decode(parts.query), parts.fragment)
-
-
-def _same_redirect(registered: str, given: str) -> bool:
-    """The registered redirect_uri, exactly, once both are normalised: no sub-path, no
-    other host, port or scheme, and `%2e%2e` is `..` (RFC 6749 §3.1.2.3, RFC 3986 §6.2.2)."""
-    normalised = normalise_uri(given)
-    return normalised is not None and normalised == normalise_uri(registered)
-
-
 def _with_params(uri: str, params: dict, *, fragment: bool = False) -> str:
     """`uri` with `params` (None values left out) in its query or its fragment."""
     encoded = urlencode({key: value for key, value in params.items() if value is not None})
@@ -211,7 +164,7 @@ def authorize(args):
     client = session.scalar(select(Client).where(Client.client_id == args["client_id"]))
     if client is None:
         raise OAuthClientError("Invalid client_id.")
-    if not _same_redirect(client.redirect_uri, args["redirect_uri"]):
+    if not same_redirect_uri(client.redirect_uri, args["redirect_uri"]):
         raise OAuthParameterError("redirect_uri does not match the client's registered redirect_uri.")
     scopes = _scopes(args["scope"])
     user = _basic_auth_user()
