@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from flask import Flask, g
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api import docs
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
 from app.jsonprovider import OrjsonProvider
-from app.logging import configure_logging, scrub_sentry_event
+from app.logging import configure_logging, init_sentry
 from app.metrics import init_metrics
 from app.services import Services
 
@@ -27,9 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging()
     if settings.sentry_dsn:
-        import sentry_sdk
-
-        sentry_sdk.init(dsn=settings.sentry_dsn, send_default_pii=False, before_send=scrub_sentry_event)
+        init_sentry(settings.sentry_dsn)
 
     app = Flask(__name__, static_folder=None)
     app.config.update(
@@ -45,6 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_KEY_PREFIX="ratelimit",
     )
+    if settings.trusted_proxy_hops:
+        # The client's address from X-Forwarded-For, as the trusted proxies saw it: the rate
+        # limits key on it. With no proxy trusted the header is anyone's to forge.
+        # Only X-Forwarded-For: a proxy that does not set X-Forwarded-Host would pass a forged one on.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     app.json = OrjsonProvider(app)
     app.extensions["shutter"] = Services(settings)
 

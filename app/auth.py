@@ -4,19 +4,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import string
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.aftercommit import after_commit
+from app.clocks import STAMP_LUA, Clocks
 from models import AccessToken, Client, User, utcnow
 
-SCOPES = ("basic", "comments", "relationships", "likes")
-
-
+# v1's four, plus publish (an addition): upload, delete and profile edits; basic stays read-only.
+SCOPES = ("basic", "comments", "relationships", "likes", "publish")
 
 class PasswordService:
     """argon2id password hashes, at the cost the settings give (ARGON2_*)."""
@@ -36,6 +40,17 @@ class PasswordService:
             return False
 
 
+def change_password(session: Session, passwords: PasswordService, tokens: "TokenService", user, current: str | None,
+                    new: str) -> bool:
+    """Set a new password when `current` is the user's one, and revoke all their tokens
+    (when `session` commits): every client must log in again. False for a wrong `current`."""
+    if not current or not passwords.verify(user.password_hash, current):
+        return False
+    user.password_hash = passwords.hash(new)
+    tokens.revoke_all(session, user.id)
+    return True
+
+
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -47,6 +62,54 @@ def parse_scopes(raw: str | None) -> list[str] | None:
         return None
     # basic is implied by every token, as in v1
     return sorted(set(requested) | {"basic"}, key=SCOPES.index)
+
+
+# redirect_uri matching (RFC 3986 §6.2.2 normalisation, then equality)
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalise_percent(match: re.Match) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in UNRESERVED else match.group(0).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4, on an absolute path."""
+    output: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    if path.endswith(("/.", "/..")):
+        output.append("")
+    return "/".join(output) or "/"
+
+
+def normalise_uri(uri: str) -> tuple | None:
+    """RFC 3986 §6.2.2 (and §6.2.3's default port and empty path); None when unparseable."""
+    def decode(part: str) -> str:
+        return re.sub(r"%([0-9A-Fa-f]{2})", _normalise_percent, part)
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    port = None if port == DEFAULT_PORTS.get(scheme) else port
+    host = decode(parts.hostname or "").lower()
+    return (scheme, parts.username, parts.password, host, port,
+            _remove_dot_segments(decode(parts.path)), decode(parts.query), parts.fragment)
+
+
+def same_redirect_uri(registered: str, given: str) -> bool:
+    """The registered redirect_uri, exactly, once both are normalised: no sub-path, no
+    other host, port or scheme, and `%2e%2e` is `..` (RFC 6749 §3.1.2.3, RFC 3986 §6.2.2)."""
+    normalised = normalise_uri(given)
+    return normalised is not None and normalised == normalise_uri(registered)
 
 
 def new_client_credentials() -> tuple[str, str]:
@@ -75,17 +138,39 @@ class TokenInfo:
     enforce_signed_requests: bool
 
 
+FORGET_TOKENS_TASK = "tasks.feeds.forget_tokens"  # redoes a forget that failed after the revoking commit
+
+# KEYS: the cached lookups to drop, then their clocks (app/clocks.py), in the same order.
+FORGET_TOKENS_LUA = STAMP_LUA + """
+local half = #KEYS / 2
+for i = 1, half do
+  redis.call('DEL', KEYS[i])
+  stamp(KEYS[half + i])
+end
+"""
+
+
 class TokenService:
-    """Issues tokens (stored hashed) and resolves them, from Redis when warm."""
+    """Issues tokens (stored hashed) and resolves them, from Redis when warm.
+
+    A revoked token's cached lookup is dropped after the revoking commit, and its
+    clock stamped, so a lookup that read the database before that commit cannot
+    cache it again (app/clocks.py)."""
 
     def __init__(self, redis, cache_seconds: int, presence=None) -> None:
         self.redis = redis
         self.cache_seconds = cache_seconds
         self.presence = presence  # app.presence.Presence: told of each lookup from the database
+        self.clocks = Clocks(redis)
+        self._forget = redis.register_script(FORGET_TOKENS_LUA)
 
     @staticmethod
     def _key(token_hash: str) -> str:
         return f"token:{token_hash}"
+
+    @staticmethod
+    def _clock_key(token_hash: str) -> str:
+        return f"token-clock:{token_hash}"
 
     def key(self, raw: str) -> str:
         """The Redis key a token's cached lookup lives under (the feed's script reads it)."""
@@ -107,6 +192,7 @@ class TokenService:
         cached = self.redis.get(self._key(token_hash))
         if cached:
             return self.from_cached(cached)
+        since = self.clocks.now()  # before the query: a revocation committed after it wins
         row = session.execute(
             select(AccessToken, Client.enforce_signed_requests, User.last_active_at)
             .join(Client, Client.id == AccessToken.client_pk)
@@ -120,17 +206,48 @@ class TokenService:
             self.presence.seen(session, token.user_id, last_active_at)
         info = TokenInfo(token.user_id, token.client_pk, tuple(token.scopes.split()), bool(enforce))
         payload = {"u": info.user_id, "c": info.client_pk, "s": list(info.scopes), "e": info.enforce_signed_requests}
-        self.redis.set(self._key(token_hash), json.dumps(payload), ex=self.cache_seconds)
+        self.clocks.store_string(self._clock_key(token_hash), self._key(token_hash), since, json.dumps(payload),
+                                 self.cache_seconds)
         return info
 
     def revoke_all(self, session: Session, user_id: int) -> None:
-        tokens = session.scalars(
-            select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+        """Revoke every token of the user; their cached lookups go when `session` commits."""
+        hashes = session.scalars(
+            update(AccessToken)
+            .where(AccessToken.user_id == user_id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .returning(AccessToken.token_hash)
         ).all()
-        for token in tokens:
-            token.revoked_at = utcnow()
-        if tokens:
-            self.redis.delete(*(self._key(t.token_hash) for t in tokens))
+        self._forget_after_commit(session, hashes)
+
+    def revoke(self, session: Session, client: Client, raw: str) -> bool:
+        """RFC 7009: revoke one of `client`'s tokens (its cached lookup goes when `session`
+        commits). False when the token is another client's; an unknown token is no error."""
+        token_hash = sha256(raw)
+        owner = session.scalar(select(AccessToken.client_pk).where(AccessToken.token_hash == token_hash))
+        if owner is None:
+            return True
+        if owner != client.id:
+            return False
+        session.execute(
+            update(AccessToken)
+            .where(AccessToken.token_hash == token_hash, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        self._forget_after_commit(session, [token_hash])
+        return True
+
+    def _forget_after_commit(self, session: Session, hashes: list[str]) -> None:
+        # Not before: a lookup between the delete and the commit would read the token as
+        # valid and cache it again. If Redis fails then, a task does it (the cached lookup
+        # would otherwise accept the revoked token for TOKEN_CACHE_SECONDS).
+        if hashes:
+            after_commit(session).best_effort("tokens.forget", self.forget, retry_as=FORGET_TOKENS_TASK,
+                                              hashes=list(hashes))
+
+    def forget(self, hashes: list[str]) -> None:
+        """Drop the cached lookups of these token hashes and stamp their clocks."""
+        self._forget(keys=[*map(self._key, hashes), *map(self._clock_key, hashes)])
 
     def forget_client(self, session: Session, client_pk: int) -> None:
         """Drop cached lookups of a client's tokens (its signing rule changed)."""

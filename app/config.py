@@ -69,6 +69,8 @@ class Settings:
     rate_limits_enabled: bool = True
     signup_rate_limit: str = "20/hour"
     login_rate_limit: str = "30/minute"
+    # Proxies in front whose X-Forwarded-For is believed: 0 = none (REMOTE_ADDR is the client), 1 = nginx or an LB
+    trusted_proxy_hops: int = 0
     token_cache_seconds: int = 3600
     # argon2id cost: argon2-cffi's defaults (RFC 9106's low-memory profile)
     argon2_time_cost: int = 3
@@ -133,6 +135,7 @@ class Settings:
             rate_limits_enabled=_bool(env.get("RATE_LIMITS_ENABLED"), True),
             signup_rate_limit=get("SIGNUP_RATE_LIMIT", d.signup_rate_limit),
             login_rate_limit=get("LOGIN_RATE_LIMIT", d.login_rate_limit),
+            trusted_proxy_hops=int(get("TRUSTED_PROXY_HOPS", d.trusted_proxy_hops)),
             token_cache_seconds=int(get("TOKEN_CACHE_SECONDS", d.token_cache_seconds)),
             argon2_time_cost=int(get("ARGON2_TIME_COST", d.argon2_time_cost)),
             argon2_memory_cost_kib=int(get("ARGON2_MEMORY_COST_KIB", d.argon2_memory_cost_kib)),

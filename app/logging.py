@@ -8,6 +8,7 @@ _SECRET = re.compile(
     r"(?i)((?:access_token|client_secret|password|code|oauth_token|oauth_verifier|secret|sig)[\"']?\s*[=:]\s*[\"']?)"
     r"[^&\s\"',;]+"
 )
+_SECRET_HEADER = re.compile(r"(?i)secret|token|password|signature")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
 
 
@@ -50,6 +51,25 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.setLogRecordFactory(_redacting(logging.getLogRecordFactory()))
 
 
+# Beside sentry-sdk's DEFAULT_DENYLIST (password, secret, token, …): the names our secrets
+# go by, in request data, headers and cookies and in every frame's local variables.
+SENTRY_DENYLIST = [
+    "current_password", "client_secret", "access_token", "refresh_token", "code", "sig", "oauth_token",
+    "oauth_verifier", "raw", "token_hash", "password_hash", "secret_key", "aws_secret_access_key",
+]
+
+
+def init_sentry(dsn: str, **options) -> None:
+    """sentry-sdk for an API or worker process: secrets scrubbed from everything an event carries."""
+    import sentry_sdk
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+    scrubber = EventScrubber(recursive=True, denylist=DEFAULT_DENYLIST + SENTRY_DENYLIST)
+    # send_default_pii is left unset (off; sentry-sdk 2.75 deprecates passing it), and so is
+    # data_collection: setting that makes sentry-sdk drop the event_scrubber.
+    sentry_sdk.init(dsn=dsn, event_scrubber=scrubber, before_send=scrub_sentry_event, **options)
+
+
 def scrub_sentry_event(event, _hint):
     """sentry-sdk's before_send: the same masking for what goes to Sentry."""
     request = event.get("request") or {}
@@ -60,7 +80,8 @@ def scrub_sentry_event(event, _hint):
             request[part] = {k: "[redacted]" if _SECRET.match(f"{k}=") else v for k, v in request[part].items()}
     headers = request.get("headers") or {}
     for name in list(headers):
-        if name.lower() in {"authorization", "cookie"}:
+        # EventScrubber matches whole names; a client's own header (X-Client-Secret, X-Api-Token) too
+        if name.lower() in {"authorization", "cookie"} or _SECRET_HEADER.search(name):
             headers[name] = "[redacted]"
     for entry in (event.get("breadcrumbs") or {}).get("values", []):
         if isinstance(entry.get("message"), str):

@@ -37,10 +37,8 @@ def services() -> Services:
 
 configure_logging()
 if _settings.sentry_dsn:
-    import sentry_sdk
+    from app.logging import init_sentry
 
-    from app.logging import scrub_sentry_event
-
-    sentry_sdk.init(dsn=_settings.sentry_dsn, send_default_pii=False, before_send=scrub_sentry_event)
+    init_sentry(_settings.sentry_dsn)
 
 from tasks import feeds, maintenance, media  # noqa: E402,F401  (register the tasks)

@@ -73,6 +73,12 @@ def invalidate_cache(keys: list[str]) -> None:
     services().cache.invalidate(keys)
 
 
+@celery.task(base=FeedTask, name="tasks.feeds.forget_tokens")
+def forget_tokens(hashes: list[str]) -> None:
+    """Revoked tokens whose cached lookups Redis missed after the revoking commit."""
+    services().tokens.forget(hashes)
+
+
 @celery.task(base=FeedTask, name="tasks.feeds.forget_photos")
 def forget_photos(photo_ids: list[int]) -> None:
     services().rendered.forget_photos(photo_ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-ALL_SCOPES = "basic comments relationships likes"
+ALL_SCOPES = "basic comments relationships likes publish"
 PASSWORD = "correct horse battery"
 
 

@@ -272,10 +272,10 @@ def test_authorize_rejects_a_redirect_uri_other_than_the_registered_one(shutter,
             assert_error(response, 400, "OAuthParameterException")
 
 
-def test_authorize_accepts_a_path_under_the_registered_redirect_uri(shutter, alice):
+def test_authorize_refuses_a_path_under_the_registered_redirect_uri(shutter, alice):
+    # v1 accepted a sub-path; the redirect_uri must now be the registered one exactly (README, Departures).
     response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=REDIRECT_URI + "/ios")
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith(REDIRECT_URI + "/ios?code=")
+    assert_error(response, 400, "OAuthParameterException")
 
 
 def test_authorize_rejects_a_redirect_uri_longer_than_a_registered_one_can_be(shutter, alice):
@@ -284,7 +284,8 @@ def test_authorize_rejects_a_redirect_uri_longer_than_a_registered_one_can_be(sh
     long_uri = REDIRECT_URI + "/" + "x" * (500 - len(REDIRECT_URI))
     response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=long_uri)
     assert_error(response, 400, "APIInvalidParametersError")
-    response = authorize(shutter, shutter.app_client(), "alice", redirect_uri=long_uri[:500])
+    client = shutter.register_client("alice", redirect_uri=long_uri[:500]).json["data"]
+    response = authorize(shutter, client, "alice", redirect_uri=long_uri[:500])
     assert response.status_code == 302
 
 

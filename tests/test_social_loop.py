@@ -249,7 +249,7 @@ def test_bad_comments_are_refused(app, shutter, body, message):
 
 
 def test_comment_needs_the_comments_scope(app, shutter):
-    alice = shutter.account("alice", scope="basic likes")
+    alice = shutter.account("alice", scope="basic likes publish")
     media_id = post_photo(app, shutter, alice)
     assert_error(shutter.post(f"/v1/media/{media_id}/comments", alice, text="hi"), 400, "OAuthPermissionsException")
 

@@ -12,10 +12,11 @@ from flask_smorest import Blueprint
 from app.auth import SCOPES
 
 SCOPE_DESCRIPTIONS = {
-    "basic": "read a user's profile, media, feed and lists (every token has it)",
+    "basic": "read a user's profile, media, feed and lists, and nothing else (every token has it)",
     "comments": "post and delete comments",
     "relationships": "follow, unfollow, block, approve and ignore",
     "likes": "like and unlike media",
+    "publish": "upload and delete your media, edit your profile (an addition to v1)",
 }
 assert set(SCOPE_DESCRIPTIONS) == set(SCOPES)
 
@@ -27,7 +28,10 @@ SECURITY_SCHEMES = {
                        "scopes it was issued with; a route that needs a scope the token lacks answers 400 "
                        "OAuthPermissionsException. A missing token answers 400 OAuthParameterException, "
                        "an invalid one 400 OAuthAccessTokenException; a client registered with "
-                       "enforce_signed_requests must also send `sig` (403 OAuthForbiddenException).",
+                       "enforce_signed_requests must also send `sig` (403 OAuthForbiddenException). "
+                       "The client revokes a token at POST /oauth/revoke (RFC 7009); a password change "
+                       "(POST /v1/users/self with password and current_password) revokes every token "
+                       "of the account.",
         "flows": {
             "password": {"tokenUrl": "/oauth/access_token", "scopes": SCOPE_DESCRIPTIONS},
             "authorizationCode": {"authorizationUrl": "/oauth/authorize", "tokenUrl": "/oauth/access_token",

@@ -66,7 +66,7 @@ def _idempotency_key() -> str | None:
 @errors(413, 415)
 @multipart(UploadForm)
 @blp.doc(parameters=[IDEMPOTENCY_KEY])
-@require_token()
+@require_token("publish")
 @blp.arguments(UploadArgs(), location="form", content_type="multipart/form-data")  # the type: docs only
 def upload(args):
     """Upload a photo (multipart `photo`): 202 + the media, `status: processing`."""
@@ -112,7 +112,7 @@ def get_media_by_shortcode(code):
 @blp.route("/media/<media_id>", methods=["DELETE"])
 @success(blp, 200, "Deleted (data: null)")
 @errors(404)
-@require_token()
+@require_token("publish")
 def delete_media(media_id):
     """Delete your own photo: from storage, feeds, search and everything else."""
     session = db()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode
 
 import marshmallow as ma
 from flask import redirect, request
@@ -17,7 +17,9 @@ from sqlalchemy import func, select, update
 from app.api.common import Blueprint, Schema, db, ok
 from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
-from app.auth import authenticate_client, new_client_credentials, parse_scopes, sha256
+from app.auth import (
+    SCOPES, authenticate_client, new_client_credentials, parse_scopes, same_redirect_uri, sha256,
+)
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
 from app.serializers import user_summary
@@ -50,6 +52,16 @@ class AuthorizeArgs(Schema):
     redirect_uri = ma.fields.String(required=True, validate=ma.validate.Length(max=500))
     response_type = ma.fields.String(load_default="code", validate=ma.validate.OneOf(["code", "token"]))
     scope = ma.fields.String(load_default="basic")
+    # handed back untouched with the redirect (RFC 6749 §4.1.2): the client's CSRF check
+    state = ma.fields.String(load_default=None, validate=ma.validate.Length(max=1000))
+
+
+class RevokeArgs(Schema):
+    token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    # RFC 7009 §2.1: a hint the server may ignore; access tokens are the only kind here
+    token_type_hint = ma.fields.String(load_default=None)
+    client_id = ma.fields.String(load_default=None)
+    client_secret = ma.fields.String(load_default=None)
 
 
 class ClientArgs(Schema):
@@ -86,17 +98,16 @@ def _basic_auth_user() -> User:
 def _scopes(raw: str) -> list[str]:
     scopes = parse_scopes(raw)
     if scopes is None:
-        raise OAuthParameterError("Invalid scope: use basic, comments, relationships, likes.")
+        raise OAuthParameterError(f"Invalid scope: use {', '.join(SCOPES)}.")
     return scopes
 
 
-def _same_redirect(registered: str, given: str) -> bool:
-    """v1 accepted a redirect_uri on the registered host and under its path."""
-    reg, got = urlsplit(registered), urlsplit(given)
-    base = reg.path.rstrip("/")
-    # under the path: "/callback/ios", but not "/callback.evil" nor "/callback/../evil"
-    under = (got.path == base or got.path.startswith(base + "/")) and "/../" not in f"{got.path}/"
-    return (reg.scheme, reg.netloc) == (got.scheme, got.netloc) and under
+def _with_params(uri: str, params: dict, *, fragment: bool = False) -> str:
+    """`uri` with `params` (None values left out) in its query or its fragment."""
+    encoded = urlencode({key: value for key, value in params.items() if value is not None})
+    if fragment:
+        return f"{uri}#{encoded}"
+    return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
 
 
 @blp.route("/oauth/access_token", methods=["POST"])
@@ -156,23 +167,58 @@ def authorize(args):
     client = session.scalar(select(Client).where(Client.client_id == args["client_id"]))
     if client is None:
         raise OAuthClientError("Invalid client_id.")
-    if not _same_redirect(client.redirect_uri, args["redirect_uri"]):
+    if not same_redirect_uri(client.redirect_uri, args["redirect_uri"]):
         raise OAuthParameterError("redirect_uri does not match the client's registered redirect_uri.")
     scopes = _scopes(args["scope"])
     user = _basic_auth_user()
     begin_write(session)  # a GET that writes (its session began DEFERRED), after the password check
+    # Back to the registered spelling: the given one is equal once normalised, and a
+    # browser's URL parser then has nothing to read differently from ours.
     if args["response_type"] == "token":
         token = services.tokens.issue(session, user.id, client, scopes)
         session.commit()
-        return redirect(f"{args['redirect_uri']}#{urlencode({'access_token': token})}")
+        return redirect(_with_params(client.redirect_uri, {"access_token": token, "state": args["state"]},
+                                     fragment=True))
     code = secrets.token_urlsafe(24)
     session.add(AuthorizationCode(
         code_hash=sha256(code), user_id=user.id, client_pk=client.id, redirect_uri=args["redirect_uri"],
         scopes=" ".join(scopes), expires_at=utcnow() + CODE_LIFETIME,
     ))
     session.commit()
-    separator = "&" if "?" in args["redirect_uri"] else "?"
-    return redirect(f"{args['redirect_uri']}{separator}{urlencode({'code': code})}")
+    return redirect(_with_params(client.redirect_uri, {"code": code, "state": args["state"]}))
+
+
+def _revoking_client(args) -> Client:
+    """The client of a revocation: HTTP Basic (client_id:client_secret, form-encoded, RFC 6749
+    §2.3.1) or the two form fields. A bad one is 401 with Basic (§5.2), 400 otherwise."""
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        client = authenticate_client(db(), unquote_plus(auth.username or ""), unquote_plus(auth.password or ""))
+        if client is None:
+            raise OAuthClientError("Invalid client credentials.", code=401)
+        return client
+    if not args["client_id"] or not args["client_secret"]:
+        raise OAuthClientError("Authenticate the client: HTTP Basic, or client_id and client_secret.")
+    client = authenticate_client(db(), args["client_id"], args["client_secret"])
+    if client is None:
+        raise OAuthClientError("Invalid client_id or client_secret.")
+    return client
+
+
+@blp.route("/oauth/revoke", methods=["POST"])
+@success(blp, 200, "Revoked, or no such token (RFC 7009): data null")
+@errors(401, 429)
+@blp.doc(security=NO_AUTH)  # the client: client_id and client_secret in the form, or HTTP Basic
+@limiter.limit(_login_limit)
+@blp.arguments(RevokeArgs(), location="form")
+def revoke(args):
+    """Revoke one of the client's access tokens (RFC 7009); an unknown token is no error."""
+    session = db()
+    client = _revoking_client(args)
+    if not services.tokens.revoke(session, client, args["token"]):
+        raise OAuthClientError("This token was not issued to this client.")
+    session.commit()
+    return ok(None)
 
 
 @blp.route("/v1/clients", methods=["POST"])

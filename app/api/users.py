@@ -16,7 +16,8 @@ from app.api.common import (
 )
 from app.api.docs import NO_AUTH, errors, multipart, success
 from app.aftercommit import after_commit, user_changed
-from app.errors import Conflict, NotAllowed, NotFound
+from app.auth import change_password
+from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.paging import split_page
 from app.profiles import store_profile_picture
@@ -51,6 +52,9 @@ class ProfileArgs(Schema):
     bio = ma.fields.String(validate=ma.validate.Length(max=150))
     website = ma.fields.Url(validate=ma.validate.Length(max=200), schemes={"http", "https"})
     is_private = ma.fields.Boolean()
+    # A new password needs the current one, and revokes every token of the account (this one too).
+    password = ma.fields.String(validate=ma.validate.Length(min=8, max=128))
+    current_password = ma.fields.String(validate=ma.validate.Length(max=128))
 
 
 class ProfileForm(ProfileArgs):
@@ -108,12 +112,14 @@ def get_user(user_id):
 @success(blp, 200, "The edited profile (full object)")
 @errors(413, 415)
 @multipart(ProfileForm)
-@require_token()
+@require_token("publish")
 @blp.arguments(ProfileArgs(), location="form")
 def edit_profile(args):
-    """Edit the profile (an addition): full_name, bio, website, is_private, profile_picture."""
+    """Edit the profile (an addition): full_name, bio, website, is_private, profile_picture; a new
+    `password` with `current_password` revokes every token of the account, this one included."""
     session = db()
     user = current_user()
+    _change_password(session, user, args.pop("password", None), args.pop("current_password", None))
     picture = request.files.get("profile_picture")
     replaced = None
     if picture is not None:
@@ -132,6 +138,13 @@ def edit_profile(args):
     session.commit()
     session.refresh(user)
     return ok(user_full(user))
+
+
+def _change_password(session, user: User, new: str | None, current: str | None) -> None:
+    if new is None:
+        return
+    if not change_password(session, services.passwords, services.tokens, user, current, new):
+        raise APIError("current_password is missing or incorrect.", error_type="OAuthException")
 
 
 @blp.route("/users/search", methods=["GET"])
