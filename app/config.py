@@ -76,6 +76,11 @@ class Settings:
     argon2_parallelism: int = 4
     celebrity_threshold: int = 10_000
     feed_size: int = 800
+    fanout_chunk: int = 2000  # followers per fan-out task and per Redis round trip
+    # The media tasks' time limits: past the soft one a run is retried (a slow
+    # S3), past the hard one its worker child is killed (counts as an attempt).
+    photo_soft_time_limit_seconds: int = 240
+    photo_time_limit_seconds: int = 300
 
     @property
     def broker_url(self) -> str:
@@ -134,4 +139,7 @@ class Settings:
             argon2_parallelism=int(get("ARGON2_PARALLELISM", d.argon2_parallelism)),
             celebrity_threshold=int(get("CELEBRITY_THRESHOLD", d.celebrity_threshold)),
             feed_size=int(get("FEED_SIZE", d.feed_size)),
+            fanout_chunk=int(get("FANOUT_CHUNK", d.fanout_chunk)),
+            photo_soft_time_limit_seconds=int(get("PHOTO_SOFT_TIME_LIMIT_SECONDS", d.photo_soft_time_limit_seconds)),
+            photo_time_limit_seconds=int(get("PHOTO_TIME_LIMIT_SECONDS", d.photo_time_limit_seconds)),
         )

@@ -46,7 +46,7 @@ class Services:
     def feeds(self):
         from app.feeds import FeedManager
 
-        return FeedManager(self.redis, self.db, self.settings)
+        return FeedManager(self.redis, self.db, self.settings, celery=self.celery)
 
     @cached_property
     def rendered(self):

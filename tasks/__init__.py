@@ -21,6 +21,7 @@ def make_celery(settings: Settings) -> Celery:
 
 
 _settings = Settings.from_env()
+settings = _settings  # this process's settings, read once at import (the tasks' limits)
 celery = make_celery(_settings)
 celery.set_current()
 

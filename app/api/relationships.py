@@ -46,6 +46,7 @@ def change_relationship(args, user_id):
     target = _target(user_id, hide_if_blocked=False)
     change = social.apply(session, current_user(), target, args["action"])
     activity.follow_changed(session, current_user().id, target.id, change)
+    services.feeds.promise_crossings(session)  # delivered by apply_change
     session.commit()
     activity.publish_pending(session, services.redis)
     services.feeds.apply_change(session, change)

@@ -128,6 +128,7 @@ def edit_profile(args):
         approved = social.approve_all_requests(session, user)
         for pair in approved:
             activity.follow_started(session, *pair)
+    services.feeds.promise_crossings(session)  # delivered by apply_change
     session.commit()
     activity.publish_pending(session, services.redis)
     for pair in approved:  # their feeds get this account's photos
