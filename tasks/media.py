@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from app import pipeline
 from app.imaging import ImageRejected
 from app.storage import StorageError, StorageNotFound
-from tasks import celery, services, settings
+from tasks import celery, services
 
 log = get_task_logger(__name__)
 
@@ -33,10 +33,9 @@ class PhotoTask(celery.Task):
     retry_backoff = RETRY_BACKOFF
     retry_backoff_max = RETRY_BACKOFF_MAX
     retry_jitter = True
-    # PHOTO_SOFT_TIME_LIMIT_SECONDS raises SoftTimeLimitExceeded in the run
-    # (retried); PHOTO_TIME_LIMIT_SECONDS kills the worker child (an attempt).
-    soft_time_limit = settings.photo_soft_time_limit_seconds
-    time_limit = settings.photo_time_limit_seconds
+    # Time limits: tasks.make_celery. Past the soft one the run raises
+    # SoftTimeLimitExceeded (retried); past the hard one its worker child is
+    # killed (the run counts as an attempt).
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         photo_id = args[0] if args else kwargs.get("photo_id")
