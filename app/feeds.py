@@ -304,7 +304,7 @@ class FeedManager:
             followed_by = session.scalar(select(User.followed_by_count).where(User.id == user_id))
             if followed_by is None:
                 return None
-            follower_ids = session.execute(
+            follows = session.execute(
                 select(Follow.id, Follow.follower_id)
                 .where(Follow.followee_id == user_id, Follow.status == "active", Follow.id > after)
                 .order_by(Follow.id).limit(chunk)
@@ -313,15 +313,16 @@ class FeedManager:
                 select(Photo.id).where(Photo.user_id == user_id, Photo.status == "ready")
                 .order_by(Photo.id.desc()).limit(self.settings.feed_size)
             ).all()
-        self._backfill([f.follower_id for f in follower_ids], photo_ids)
-        return follower_ids[-1].id if len(follower_ids) == chunk else None
+        self._catch_up([f.follower_id for f in follows], photo_ids)
+        return follows[-1].id if len(follows) == chunk else None
 
     def celebrity_crossed_all(self, user_id: int, chunk: int | None = None) -> None:
         after = self.celebrity_crossed(user_id, 0, chunk)
         while after is not None:
             after = self.celebrity_crossed(user_id, after, chunk)
 
-    def _backfill(self, follower_ids: list[int], photo_ids: list[int]) -> None:
+    def _catch_up(self, follower_ids: list[int], photo_ids: list[int]) -> None:
+        """The photos into each follower's feed, then their celebs list dropped."""
         members = {str(i): float(i) for i in photo_ids}
         for start in range(0, len(follower_ids), BACKFILL_BATCH):
             pipe = self.redis.pipeline(transaction=False)
