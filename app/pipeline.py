@@ -142,12 +142,14 @@ def _insert_photo(session: Session, user_id: int, photo_id: int, key: str, conte
 def _undo_upload(session: Session, storage: Storage, key: str) -> None:
     """The upload's transaction failed: what it recorded never happened (its
     pending activity included), and its stored original goes, best effort."""
-    session.rollback()
-    activity.discard_pending(session)
     try:
-        storage.delete([key])
-    except StorageError as error:  # left unreferenced: never served, see README
-        log.warning("original %s of a failed upload not removed (%s)", key, type(error).__name__)
+        session.rollback()
+        activity.discard_pending(session)
+    finally:  # even when the database is what failed
+        try:
+            storage.delete([key])
+        except StorageError as error:  # left unreferenced: never served, see README
+            log.warning("original %s of a failed upload not removed (%s)", key, type(error).__name__)
 
 
 def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
