@@ -49,6 +49,8 @@ broker_transport_options = {
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
+# Every task's limits; the media tasks take theirs from the settings
+# (PHOTO_TIME_LIMIT_SECONDS, PHOTO_SOFT_TIME_LIMIT_SECONDS: tasks.make_celery).
 task_time_limit = 300
 task_soft_time_limit = 240
 worker_send_task_events = True  # Flower's view of the queues

@@ -89,8 +89,7 @@ class AfterCommit:
         row of its own (delivered now, or by the sweeper if the broker is down).
         Committed after the transaction it follows: a crash right here loses it."""
         with self.services.db.session() as session:
-            # Not outbox.add: its photo_id parameter would take a payload's photo_id.
-            row = Outbox(kind=kind, payload=payload)
+            row = outbox.task(kind, **payload)  # not outbox.add: it takes a payload's photo_id
             session.add(row)
             session.commit()
             outbox.deliver(session, self.services.celery, [row])

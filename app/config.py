@@ -83,6 +83,11 @@ class Settings:
     feed_inactive_days: int = 30
     outbox_retention_hours: int = 7 * 24
     auth_code_retention_hours: int = 24
+    fanout_chunk: int = 2000  # followers per fan-out task and per Redis round trip
+    # The media tasks' time limits: past the soft one a run is retried (a slow
+    # S3), past the hard one its worker child is killed (counts as an attempt).
+    photo_soft_time_limit_seconds: int = 240
+    photo_time_limit_seconds: int = 300
 
     @property
     def broker_url(self) -> str:
@@ -145,4 +150,7 @@ class Settings:
             feed_inactive_days=int(get("FEED_INACTIVE_DAYS", d.feed_inactive_days)),
             outbox_retention_hours=int(get("OUTBOX_RETENTION_HOURS", d.outbox_retention_hours)),
             auth_code_retention_hours=int(get("AUTH_CODE_RETENTION_HOURS", d.auth_code_retention_hours)),
+            fanout_chunk=int(get("FANOUT_CHUNK", d.fanout_chunk)),
+            photo_soft_time_limit_seconds=int(get("PHOTO_SOFT_TIME_LIMIT_SECONDS", d.photo_soft_time_limit_seconds)),
+            photo_time_limit_seconds=int(get("PHOTO_TIME_LIMIT_SECONDS", d.photo_time_limit_seconds)),
         )

@@ -47,6 +47,13 @@ class Conflict(APIError):
     error_type = "APIDuplicateError"
 
 
+class ServiceUnavailable(APIError):
+    """A component the request needs is down (as /healthz says): retry later."""
+
+    code = 503
+    error_type = "APIServiceUnavailable"
+
+
 class OAuthParameterError(APIError):
     error_type = "OAuthParameterException"
 
@@ -114,6 +121,7 @@ def _describe(messages) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     from app.imaging import ImageRejected
+    from app.storage import StorageError
 
     @app.errorhandler(APIError)
     def handle_api_error(error: APIError):
@@ -124,6 +132,13 @@ def register_error_handlers(app: Flask) -> None:
         # Any endpoint that takes an image (uploads, profile pictures) refuses it alike.
         code = 415 if error.error_type == "APIUnsupportedMediaType" else 400
         return error_response(code, error.error_type, error.message)
+
+    @app.errorhandler(StorageError)
+    def handle_storage_error(error: StorageError):
+        # The photo storage (S3) failed: nothing was committed, the client may retry.
+        log.warning("storage unavailable: %s", error)
+        unavailable = ServiceUnavailable("The photo storage is unavailable; try again later.")
+        return error_response(unavailable.code, unavailable.error_type, unavailable.message)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

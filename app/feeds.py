@@ -54,7 +54,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from app import outbox
+from app import outbox, social
 from app.aftercommit import after_commit
 from app.clocks import STAMP_LUA, Clocks
 from app.config import Settings
@@ -63,7 +63,12 @@ from models import Block, Database, Follow, Photo, User, utcnow
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2000  # followers per fan-out task and per Redis round trip
+CHUNK = Settings.fanout_chunk  # FANOUT_CHUNK's default: followers per fan-out task and Redis round trip
+# The chunked feed tasks (tasks/feeds.py): each promises its next chunk through the outbox.
+FAN_OUT_TASK = "tasks.feeds.fan_out"
+REMOVE_PHOTO_TASK = "tasks.feeds.remove_photo"
+CROSSED_TASK = "tasks.feeds.celebrity_crossed"
+BACKFILL_BATCH = 100  # followers per pipeline when a whole recent history is written
 BUILT = "0"  # the sentinel member of a set built from the database
 CELEBRITIES_TTL = 60  # seconds a viewer's list of followed celebrities is reused
 FOLLOWING_TTL = 300  # seconds a viewer's set of followees is reused (follow changes drop it)
@@ -108,18 +113,28 @@ redis.call('DEL', KEYS[1], KEYS[2])
 stamp(KEYS[3])
 """
 
+# After an account crossed the celebrity threshold: drop follower KEYS[1]'s
+# celebs list and stamp their follows clock (KEYS[2]), so no rebuild that
+# raced the crossing stores the old list.
+CELEBRITIES_CHANGED = STAMP_LUA + """
+redis.call('DEL', KEYS[1])
+stamp(KEYS[2])
+"""
+
 
 def _bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 class FeedManager:
-    def __init__(self, redis, db: Database, settings: Settings) -> None:
+    def __init__(self, redis, db: Database, settings: Settings, celery=None) -> None:
         self.redis = redis
         self.db = db
         self.settings = settings
+        self.celery = celery  # publishes the outbox rows this manager promises
         self.clocks = Clocks(redis)
         self._follows_changed = redis.register_script(FOLLOWS_CHANGED)
+        self._celebrities_changed = redis.register_script(CELEBRITIES_CHANGED)
 
     @property
     def _trim_stop(self) -> int:
@@ -187,7 +202,7 @@ class FeedManager:
         finally:
             pool.release(connection)
 
-    def fan_out(self, photo_id: int, after: int = 0, chunk: int = CHUNK) -> int | None:
+    def fan_out(self, photo_id: int, after: int = 0, chunk: int | None = None) -> int | None:
         """Deliver a ready photo to one chunk of its author's active followers,
         skipping users away for FEED_INACTIVE_DAYS (their feeds expire instead,
         and are rebuilt when they return).
@@ -196,6 +211,7 @@ class FeedManager:
         id) serves without sorting; returns the cursor of the next chunk, or
         None when done. Idempotent: ZADD of a member already there changes nothing.
         """
+        chunk = chunk or self.settings.fanout_chunk
         with self.db.session() as session:
             row = session.execute(
                 select(Photo.user_id, Photo.status, User.followed_by_count)
@@ -219,14 +235,15 @@ class FeedManager:
         self.deliver(photo_id, [f.follower_id for f in follows])
         return follows[-1].id if len(follows) == chunk else None
 
-    def fan_out_all(self, photo_id: int, chunk: int = CHUNK) -> None:
+    def fan_out_all(self, photo_id: int, chunk: int | None = None) -> None:
         """Every chunk in this process (tests, benchmarks, a shell); workers chain tasks."""
         after = self.fan_out(photo_id, 0, chunk)
         while after is not None:
             after = self.fan_out(photo_id, after, chunk)
 
-    def remove_photo(self, photo_id: int, author_id: int, after: int = 0, chunk: int = CHUNK) -> int | None:
+    def remove_photo(self, photo_id: int, author_id: int, after: int = 0, chunk: int | None = None) -> int | None:
         """Take a deleted photo out of one chunk of feeds; the next cursor or None."""
+        chunk = chunk or self.settings.fanout_chunk
         member = str(photo_id)
         if after == 0:
             pipe = self.redis.pipeline(transaction=False)
@@ -251,10 +268,94 @@ class FeedManager:
             pipe.execute()
         return follows[-1].id if len(follows) == chunk else None
 
-    def remove_photo_all(self, photo_id: int, author_id: int, chunk: int = CHUNK) -> None:
+    def remove_photo_all(self, photo_id: int, author_id: int, chunk: int | None = None) -> None:
         after = self.remove_photo(photo_id, author_id, 0, chunk)
         while after is not None:
             after = self.remove_photo(photo_id, author_id, after, chunk)
+
+    # -- the feed tasks' steps: one chunk, then the next one promised ------------
+    # The promise is committed before the task is acknowledged, so any
+    # interruption resumes where it stopped: a task killed before the commit
+    # is redelivered and redoes its chunk (ZADD and ZREM are idempotent), and
+    # a broker that refuses the publish leaves the row to the sweeper.
+    def fan_out_step(self, photo_id: int, after: int = 0) -> None:
+        following = self.fan_out(photo_id, after)
+        if following is not None:
+            self._promise(FAN_OUT_TASK, photo_id=photo_id, after=following)
+
+    def remove_photo_step(self, photo_id: int, user_id: int, after: int = 0) -> None:
+        following = self.remove_photo(photo_id, user_id, after)
+        if following is not None:
+            self._promise(REMOVE_PHOTO_TASK, photo_id=photo_id, user_id=user_id, after=following)
+
+    def celebrity_crossed_step(self, user_id: int, after: int = 0) -> None:
+        following = self.celebrity_crossed(user_id, after)
+        if following is not None:
+            self._promise(CROSSED_TASK, user_id=user_id, after=following)
+
+    def _promise(self, task_name: str, **kwargs) -> None:
+        with self.db.session() as session:
+            row = outbox.task(task_name, **kwargs)
+            session.add(row)
+            session.commit()
+            outbox.deliver(session, self.celery, [row])
+
+    # -- crossing the celebrity threshold ------------------------------------------
+    def promise_crossings(self, session: Session) -> None:
+        """Before the commit of a follow change: an account whose follower count
+        crossed the celebrity threshold (either way, app.social records the
+        counts) gets its followers' catch-up promised in the same commit,
+        published after it (app/aftercommit.py; the sweeper if the broker is down)."""
+        threshold = self.settings.celebrity_threshold
+        crossed = sorted({user_id for user_id, count, delta in session.info.pop(social.FOLLOWED_BY_CHANGED, [])
+                          if count == (threshold + 1 if delta > 0 else threshold)})
+        unit = after_commit(session)
+        for user_id in crossed:
+            unit.must_happen(session, outbox.task(CROSSED_TASK, user_id=user_id), celery=self.celery)
+
+    def celebrity_crossed(self, user_id: int, after: int = 0, chunk: int | None = None) -> int | None:
+        """One chunk of the followers of an account that crossed the threshold.
+
+        Below it now: its recent photos, never fanned out while it was above,
+        join their feeds (they are no longer merged at read time). Either way
+        their celebs lists go, so the merge follows the new status at once,
+        not within CELEBRITIES_TTL. Decided by the count when it runs, so a
+        late or repeated run does the right thing. The next cursor or None.
+        """
+        chunk = chunk or self.settings.fanout_chunk
+        with self.db.session() as session:
+            followed_by = session.scalar(select(User.followed_by_count).where(User.id == user_id))
+            if followed_by is None:
+                return None
+            follows = session.execute(
+                select(Follow.id, Follow.follower_id)
+                .where(Follow.followee_id == user_id, Follow.status == "active", Follow.id > after)
+                .order_by(Follow.id).limit(chunk)
+            ).all()
+            photo_ids = [] if self.is_celebrity(followed_by) else session.scalars(
+                select(Photo.id).where(Photo.user_id == user_id, Photo.status == "ready")
+                .order_by(Photo.id.desc()).limit(self.settings.feed_size)
+            ).all()
+        self._catch_up([f.follower_id for f in follows], photo_ids)
+        return follows[-1].id if len(follows) == chunk else None
+
+    def celebrity_crossed_all(self, user_id: int, chunk: int | None = None) -> None:
+        after = self.celebrity_crossed(user_id, 0, chunk)
+        while after is not None:
+            after = self.celebrity_crossed(user_id, after, chunk)
+
+    def _catch_up(self, follower_ids: list[int], photo_ids: list[int]) -> None:
+        """The photos into each follower's feed, then their celebs list dropped."""
+        members = {str(i): float(i) for i in photo_ids}
+        for start in range(0, len(follower_ids), BACKFILL_BATCH):
+            pipe = self.redis.pipeline(transaction=False)
+            for follower_id in follower_ids[start:start + BACKFILL_BATCH]:
+                if members:  # photos first: the old celebs list still merges them meanwhile
+                    pipe.zadd(feed_key(follower_id), members)
+                    pipe.zremrangebyrank(feed_key(follower_id), 1, self._trim_stop)
+                self._celebrities_changed(keys=[celebrities_key(follower_id), follows_clock_key(follower_id)],
+                                          client=pipe)
+            pipe.execute()
 
     def merge_followee(self, session: Session, follower_id: int, followee_id: int) -> None:
         """A follow became active: the followee's recent photos join the follower's feed."""
@@ -293,7 +394,11 @@ class FeedManager:
         photos (private ones too) in the feed and in `following:{viewer}` for
         FOLLOWING_TTL, and a follow's merge, missed, would never be repaired
         (a built feed is not rebuilt) while the viewer's followees stay stale.
+
+        An account whose follower count crossed the celebrity threshold is
+        caught up the same way (promise_crossings).
         """
+        self.promise_crossings(session)
         unit = after_commit(session)
         for task, pairs, now in ((FOLLOW_STARTED, [change.follow_started] if change.follow_started else [],
                                   self.follow_started),
@@ -409,8 +514,8 @@ class FeedManager:
 
         Kept in Redis for CELEBRITIES_TTL (a query per feed read otherwise);
         the viewer's follow changes drop it (and refuse a rebuild that raced
-        them: FOLLOWS_CHANGED), and an account crossing the threshold shows up
-        within the TTL.
+        them: FOLLOWS_CHANGED), and so does an account crossing the threshold
+        (celebrity_crossed).
         """
         key = celebrities_key(viewer_id)
         cached = self.redis.get(key)

@@ -31,6 +31,11 @@ def add(session: Session, kind: str, photo_id: int | None = None, **payload) -> 
     return Outbox(kind=kind, photo_id=photo_id, payload=payload or None)
 
 
+def task(name: str, **kwargs) -> Outbox:
+    """A row that publishes the task `name` with these keyword arguments."""
+    return Outbox(kind=name, payload=kwargs)
+
+
 def signature_for(celery: Celery, row: Outbox):
     if row.kind == PROCESS_PHOTO:
         return chain(

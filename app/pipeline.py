@@ -1,7 +1,8 @@
 """The upload pipeline: accept a photo, make its derivatives, publish it.
 
-    accept_upload     (API)     validate, store the original, insert photo +
-                                outbox row in one transaction, publish after commit
+    accept_upload     (API)     validate, store the original (no transaction
+                                open), then insert photo + outbox row in one
+                                transaction, publish after commit
     process_photo     (media)   decode once, derivatives + blurhash, store them
     publish_photo     (media)   mark `ready`, then the downstream group
     mark_failed       (media)   a photo that cannot be processed, with the reason
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -96,43 +98,70 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
                   fields: UploadFields, max_pixels: int) -> tuple[Photo, bool]:
     """Store an upload and promise its processing. Returns (photo, created).
 
-    Raises imaging.ImageRejected for a file that is not an acceptable image.
+    The original is stored while no transaction is open (a slow S3 would
+    otherwise hold a database connection idle in transaction, pinning a
+    pgbouncer server connection), then the photo and its outbox row are
+    committed together, so a row never points at nothing. Raises
+    imaging.ImageRejected for a file that is not an acceptable image, and
+    StorageError when the storage fails (the API answers 503).
     """
-    replay = _find_by_idempotency_key(session, user.id, fields.idempotency_key)
+    user_id = user.id
+    replay = _find_by_idempotency_key(session, user_id, fields.idempotency_key)
     if replay is not None:
         return replay, False
     info = imaging.inspect_upload(data, max_pixels)
     photo_id = session.scalar(select(func.shutter_next_id()))
+    session.commit()  # ends the read transaction: nothing is held while the original is stored
     key = original_key(photo_id, info.extension)
-    # The original is stored before the row exists, so a row never points at
-    # nothing; a failed commit leaves only an unreferenced file.
     storage.put(key, data, info.content_type)
-    photo = Photo(
-        id=photo_id, user_id=user.id, shortcode=shortcode(photo_id), status="processing",
-        caption=fields.caption, filter=fields.filter or "Normal",
-        latitude=fields.latitude, longitude=fields.longitude, location_id=_location(session, fields),
-        original_key=key, original_content_type=info.content_type,
-        share_to=fields.share_to or None, idempotency_key=fields.idempotency_key,
-    )
-    row = outbox.add(session, outbox.PROCESS_PHOTO, photo_id)
     try:
-        session.add(photo)
-        session.flush()  # the photo row before its outbox row (foreign key)
-        tags.attach(session, photo_id, fields.caption)
-        # Mentioned users see the activity once the photo is published (app.activity.page).
-        activity.record_mentions(session, user.id, photo, fields.caption)
-        session.add(row)
-        session.commit()
+        photo, row = _insert_photo(session, user_id, photo_id, key, info.content_type, fields)
     except IntegrityError:
         # The same Idempotency-Key raced in from a retry: the first one wins.
-        session.rollback()
-        storage.delete([key])
-        replay = _find_by_idempotency_key(session, user.id, fields.idempotency_key)
+        _undo_upload(session, storage, key)
+        replay = _find_by_idempotency_key(session, user_id, fields.idempotency_key)
         if replay is None:
             raise
         return replay, False
+    except BaseException:
+        _undo_upload(session, storage, key)
+        raise
     outbox.deliver(session, celery, [row])
     return photo, True
+
+
+def _insert_photo(session: Session, user_id: int, photo_id: int, key: str, content_type: str,
+                  fields: UploadFields) -> tuple[Photo, Outbox]:
+    """The photo, its tags and mentions, and its outbox row, in one commit."""
+    photo = Photo(
+        id=photo_id, user_id=user_id, shortcode=shortcode(photo_id), status="processing",
+        caption=fields.caption, filter=fields.filter or "Normal",
+        latitude=fields.latitude, longitude=fields.longitude, location_id=_location(session, fields),
+        original_key=key, original_content_type=content_type,
+        share_to=fields.share_to or None, idempotency_key=fields.idempotency_key,
+    )
+    row = outbox.add(session, outbox.PROCESS_PHOTO, photo_id)
+    session.add(photo)
+    session.flush()  # the photo row before its outbox row (foreign key)
+    tags.attach(session, photo_id, fields.caption)
+    # Mentioned users see the activity once the photo is published (app.activity.page).
+    activity.record_mentions(session, user_id, photo, fields.caption)
+    session.add(row)
+    session.commit()
+    return photo, row
+
+
+def _undo_upload(session: Session, storage: Storage, key: str) -> None:
+    """The upload's transaction failed: what it recorded never happened (its
+    pending activity included), and its stored original goes, best effort."""
+    try:
+        session.rollback()
+        activity.discard_pending(session)
+    finally:  # even when the database is what failed
+        try:
+            storage.delete([key])
+        except StorageError as error:  # left unreferenced: never served, see README
+            log.warning("original %s of a failed upload not removed (%s)", key, type(error).__name__)
 
 
 def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
@@ -155,10 +184,11 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
             key = derivative_key(photo_id, photo.derivative_token, name)
             storage.put(key, derivative.data, derivative.content_type)
             derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
-    except StorageError:
-        # The storage failed, not the photo: this run ended in a known way and
-        # the task retries it, so it is given back. MAX_ATTEMPTS stops photos
-        # that kill their worker; counting retries too failed every photo
+    except (StorageError, SoftTimeLimitExceeded):
+        # The storage failed or was too slow (past the soft time limit), not
+        # the photo: this run ended in a known way and the task retries it, so
+        # it is given back. MAX_ATTEMPTS stops photos that kill their worker
+        # (the hard time limit does); counting retries too failed every photo
         # uploaded during a one-minute S3 outage.
         session.execute(update(Photo).where(Photo.id == photo_id, Photo.attempts > 0)
                         .values(attempts=Photo.attempts - 1))

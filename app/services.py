@@ -50,7 +50,7 @@ class Services:
     def feeds(self):
         from app.feeds import FeedManager
 
-        return FeedManager(self.redis, self.db, self.settings)
+        return FeedManager(self.redis, self.db, self.settings, celery=self.celery)
 
     @cached_property
     def rendered(self):

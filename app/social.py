@@ -28,15 +28,24 @@ class Change:
     follows_ended: list[tuple[int, int]] | None = None  # active follows removed
 
 
+# session.info: (user id, followed_by_count after the change, delta) of this
+# transaction's follow changes, for app.feeds.promise_crossings.
+FOLLOWED_BY_CHANGED = "followed_by_changed"
+
+
 def _bump_counts(session: Session, follower_id: int, followee_id: int, delta: int) -> None:
     session.execute(
         update(User).where(User.id == follower_id).values(follows_count=User.follows_count + delta),
         execution_options={"synchronize_session": False},
     )
-    session.execute(
-        update(User).where(User.id == followee_id).values(followed_by_count=User.followed_by_count + delta),
+    # RETURNING: the count this transaction made (row-locked), so exactly one
+    # transaction sees the count that crosses the celebrity threshold.
+    followed_by = session.scalar(
+        update(User).where(User.id == followee_id).values(followed_by_count=User.followed_by_count + delta)
+        .returning(User.followed_by_count),
         execution_options={"synchronize_session": False},
     )
+    session.info.setdefault(FOLLOWED_BY_CHANGED, []).append((followee_id, followed_by, delta))
 
 
 def follow_status(session: Session, follower_id: int, followee_id: int) -> str | None:

@@ -12,11 +12,20 @@ from app.logging import configure_logging
 from app.services import Services
 
 
+MEDIA_TASKS = ("tasks.media.process_photo", "tasks.media.publish_photo", "tasks.media.delete_files")
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app on the settings' broker: the workers', or an API process's publisher."""
     app = Celery("shutter", set_as_current=False)
     app.config_from_object("celeryconfig")
     app.conf.broker_url = settings.broker_url
+    # The media tasks' time limits (PHOTO_SOFT_TIME_LIMIT_SECONDS, ...). A
+    # message carries its publisher's limits, and a worker obeys those: the
+    # API and the workers must run with the same settings.
+    limits = {"soft_time_limit": settings.photo_soft_time_limit_seconds,
+              "time_limit": settings.photo_time_limit_seconds}
+    app.conf.task_annotations = {name: limits for name in MEDIA_TASKS}
     return app
 
 

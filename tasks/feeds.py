@@ -1,13 +1,16 @@
-"""The feed queue: fan-out and removal, one chunk of followers per task,
-and the Redis work that must follow a commit (app/aftercommit.py).
+"""The feed queue: fan-out, removal and celebrity crossings, one chunk of
+followers per task, and the Redis work that must follow a commit
+(app/aftercommit.py).
 
 A huge follower list never becomes one giant task: each task writes one
-chunk (app.feeds.CHUNK) in one Redis round trip, then enqueues the next
-chunk itself. Thin wrappers over app.feeds.FeedManager. Every task here is
-safe to run twice or late, and is retried while Redis is down.
+chunk (FANOUT_CHUNK followers) in one Redis round trip, then promises the
+next chunk through the outbox, so a refused broker or a killed worker between
+chunks resumes where it stopped. Thin wrappers over app.feeds.FeedManager.
+Every task here is safe to run twice or late, and is retried while Redis is down.
 """
 from __future__ import annotations
 
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -20,7 +23,7 @@ from tasks import celery, services
 
 class FeedTask(celery.Task):
     abstract = True
-    autoretry_for = (RedisError, CacheError, OperationalError, ConnectionError, TimeoutError)
+    autoretry_for = (RedisError, CacheError, OperationalError, BrokerError, ConnectionError, TimeoutError)
     max_retries = 8
     retry_backoff = 2
     retry_backoff_max = 120
@@ -30,16 +33,17 @@ class FeedTask(celery.Task):
 @celery.task(base=FeedTask, name="tasks.feeds.fan_out")
 def fan_out(photo_id: int, after: int = 0) -> None:
     """`after`: the follow id the previous chunk ended at (0: the first chunk)."""
-    following = services().feeds.fan_out(photo_id, after)
-    if following is not None:
-        fan_out.apply_async((photo_id, following))
+    services().feeds.fan_out_step(photo_id, after)
 
 
 @celery.task(base=FeedTask, name="tasks.feeds.remove_photo")
 def remove_photo(photo_id: int, user_id: int, after: int = 0) -> None:
-    following = services().feeds.remove_photo(photo_id, user_id, after)
-    if following is not None:
-        remove_photo.apply_async(kwargs={"photo_id": photo_id, "user_id": user_id, "after": following})
+    services().feeds.remove_photo_step(photo_id, user_id, after)
+
+
+@celery.task(base=FeedTask, name="tasks.feeds.celebrity_crossed")
+def celebrity_crossed(user_id: int, after: int = 0) -> None:
+    services().feeds.celebrity_crossed_step(user_id, after)
 
 
 @celery.task(base=FeedTask, name="tasks.feeds.follow_started")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 
@@ -13,9 +14,10 @@ from tasks import celery, services
 
 log = get_task_logger(__name__)
 
-# Storage and database hiccups are retried with exponential backoff and jitter;
-# a file that turns out not to be an image fails at once.
-RETRYABLE = (StorageError, OperationalError, ConnectionError, TimeoutError)
+# Storage and database hiccups are retried with exponential backoff and jitter,
+# and so is a run past its soft time limit (a slow but reachable S3); a file
+# that turns out not to be an image fails at once.
+RETRYABLE = (StorageError, OperationalError, ConnectionError, TimeoutError, SoftTimeLimitExceeded)
 # The first retry waits up to PHOTO_RETRY_BACKOFF_SECONDS (whole seconds, at
 # least 1), each next one up to twice as long, never more than
 # PHOTO_RETRY_BACKOFF_MAX_SECONDS. Tests shorten them to see a storage outage
@@ -31,6 +33,9 @@ class PhotoTask(celery.Task):
     retry_backoff = RETRY_BACKOFF
     retry_backoff_max = RETRY_BACKOFF_MAX
     retry_jitter = True
+    # Time limits: tasks.make_celery. Past the soft one the run raises
+    # SoftTimeLimitExceeded (retried); past the hard one its worker child is
+    # killed (the run counts as an attempt).
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         photo_id = args[0] if args else kwargs.get("photo_id")

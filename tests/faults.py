@@ -6,6 +6,7 @@ server into a hung or a dead one, then back, without touching either side:
     with FaultProxy("127.0.0.1", 5672) as proxy:
         url = proxy.url_for("amqp", userinfo="guest:guest@", path="/")
         proxy.hold()     # a hung remote: connections accepted, bytes read, nothing forwarded
+        proxy.hold_after(16384)  # a remote that hangs mid-answer: each connection's first bytes only
         proxy.refuse()   # a dead remote: new connections refused, existing ones reset
         proxy.forward()  # healthy again (what `hold` kept back is delivered now)
 
@@ -21,6 +22,7 @@ import threading
 
 FORWARD = "forward"
 HOLD = "hold"
+HOLD_AFTER = "hold_after"
 REFUSE = "refuse"
 _TICK = 0.05  # how often pumps look at the mode (seconds)
 
@@ -47,6 +49,7 @@ class _Pipe:
         self.upstream: socket.socket | None = None
         self.to_upstream = bytearray()
         self.to_client = bytearray()
+        self.sent_to_client = 0
         self.client_eof = False
         self.upstream_eof = False
         self.closed = False
@@ -93,7 +96,7 @@ class _Pipe:
             if mode == REFUSE:
                 self.reset()
                 return
-            if mode == FORWARD and self.upstream is None:
+            if mode in (FORWARD, HOLD_AFTER) and self.upstream is None:
                 try:
                     self.upstream = socket.create_connection(proxy.target, timeout=5)
                     self.upstream.settimeout(None)
@@ -117,13 +120,23 @@ class _Pipe:
                         self.to_client += data
                     else:
                         self.upstream_eof = True
-            if proxy.mode != FORWARD:
+            mode = proxy.mode
+            if mode == HOLD:
                 continue  # hold: keep everything, deliver nothing
             if self.to_upstream and self.upstream is not None:
                 self.upstream.sendall(self.to_upstream)
                 self.to_upstream.clear()
+            if mode == HOLD_AFTER:  # the client gets its first bytes, then nothing
+                allowed = max(0, proxy.client_bytes - self.sent_to_client)
+                if allowed and self.to_client:
+                    part = bytes(self.to_client[:allowed])
+                    self.client.sendall(part)
+                    del self.to_client[:len(part)]
+                    self.sent_to_client += len(part)
+                continue
             if self.to_client:
                 self.client.sendall(self.to_client)
+                self.sent_to_client += len(self.to_client)
                 self.to_client.clear()
             # Half-closes travel once everything before them has.
             if self.client_eof and self.upstream is not None and not self.to_upstream:
@@ -148,6 +161,7 @@ class FaultProxy:
     def __init__(self, target_host: str, target_port: int, port: int = 0):
         self.target = (target_host, target_port)
         self.mode = FORWARD
+        self.client_bytes = 0  # hold_after: how much of its answer each connection gets
         self._lock = threading.Lock()
         self._pipes: set[_Pipe] = set()
         self._stopped = threading.Event()
@@ -169,6 +183,16 @@ class FaultProxy:
         """A hung remote: connections are accepted and read, nothing is forwarded."""
         with self._lock:
             self.mode = HOLD
+            if self._listener is None:
+                self._listen()
+        return self
+
+    def hold_after(self, client_bytes: int) -> "FaultProxy":
+        """A remote that hangs mid-answer: requests are forwarded, and each
+        connection's client gets its first `client_bytes` bytes, then nothing."""
+        with self._lock:
+            self.client_bytes = client_bytes
+            self.mode = HOLD_AFTER
             if self._listener is None:
                 self._listen()
         return self

@@ -63,7 +63,7 @@ def _idempotency_key() -> str | None:
 
 @blp.route("/media/upload", methods=["POST"])
 @success(blp, 202, "Accepted: the media, `status: processing` (the same media again for a known Idempotency-Key)")
-@errors(413, 415)
+@errors(413, 415, 503)
 @multipart(UploadForm)
 @blp.doc(parameters=[IDEMPOTENCY_KEY])
 @require_token("publish")
