@@ -147,6 +147,9 @@ def test_comment_and_like(shutter, scene, worker, redis_proxy):
         (entry,) = body["data"]
         return (entry["comments"]["count"], entry["likes"]["count"], entry["user_has_liked"]) == (1, 1, True)
     eventually(warm_feed_agrees, "alice's feed shows the comment and her like")
+    # Every hand-off reached the broker at once (liked_changed's photo_id once went to
+    # the outbox row's column, and its publish failed on the missing argument).
+    assert count(shutter, Outbox, Outbox.delivered_at.is_(None)) == 0
 
 
 def test_delete(shutter, scene, worker, redis_proxy):
