@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 
 import orjson
 import redis
+from pymemcache.exceptions import MemcacheError
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,10 @@ class MemcachedCache(Cache):
         self._prefix = prefix
         # Short timeouts and no exceptions on a dead node: a cache outage slows
         # reads down (they go to the database) but never fails them.
-        self._client = HashClient(
-            hosts, connect_timeout=0.5, timeout=0.5, use_pooling=True, ignore_exc=True,
-            retry_attempts=1, dead_timeout=5,
-        )
+        options = dict(connect_timeout=0.5, timeout=0.5, use_pooling=True, retry_attempts=1, dead_timeout=5)
+        self._client = HashClient(hosts, ignore_exc=True, **options)
+        # Invalidations must know when they failed (the writer hands them to a task).
+        self._strict = HashClient(hosts, ignore_exc=False, **options)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -123,8 +124,10 @@ class MemcachedCache(Cache):
         if not keys:
             return
         tombstone = orjson.dumps(TOMBSTONE)
-        # noreply=False: a node that is down reports the keys it failed (ignore_exc hides the error).
-        failed = self._client.set_many({self._k(k): tombstone for k in keys}, expire=HOLD_SECONDS, noreply=False)
+        try:
+            failed = self._strict.set_many({self._k(k): tombstone for k in keys}, expire=HOLD_SECONDS, noreply=False)
+        except (MemcacheError, OSError) as error:
+            raise CacheError(f"tombstones not written: {type(error).__name__}") from error
         if failed:
             raise CacheError(f"{len(failed)} of {len(keys)} tombstones not written")
 

@@ -13,7 +13,7 @@ import pytest
 import redis as redis_lib
 
 from app import pipeline
-from app.cache import MemcachedCache, RedisCache, photo_key, user_key
+from app.cache import CacheError, MemcachedCache, RedisCache, photo_key, user_key
 from tests import images
 from tests.support import Shutter, assert_error
 
@@ -86,15 +86,18 @@ def test_memcached_that_is_down_reads_as_a_miss():
     dead.set_many({"k": {"v": 1}})
     assert dead.get_many(["k"]) == {}
     dead.delete_many(["k"])
+    with pytest.raises(CacheError):  # the writer must know: it hands the invalidation to a task
+        dead.invalidate(["k"])
 
 
 def test_redis_that_is_down_reads_as_a_miss():
     dead = RedisCache("redis://127.0.0.1:1/0")  # nothing listens there
     dead.set_many({"k": {"v": 1}})
     dead.add_many({"k": {"v": 1}})
-    dead.invalidate(["k"])
     assert dead.get_many(["k"]) == {}
     dead.delete_many(["k"])
+    with pytest.raises(CacheError):
+        dead.invalidate(["k"])
 
 
 def test_the_redis_cache_keeps_to_its_prefix(stack):

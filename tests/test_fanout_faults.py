@@ -56,7 +56,8 @@ def worker(worker_process, settings):
 def refuse_on_promise(broker_proxy):
     """The broker dies right after a chunk was written, as its next chunk is promised."""
     def refuse(_mapper, _connection, row):
-        if row.kind.startswith("tasks.feeds."):
+        # Only a chunk's promise: follows promise tasks.feeds.follow_started rows too.
+        if row.kind in ("tasks.feeds.fan_out", "tasks.feeds.remove_photo"):
             broker_proxy.refuse()
 
     event.listen(Outbox, "after_insert", refuse)
