@@ -2,6 +2,7 @@
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import event
 
 from app.config import Settings
 from models import Base
@@ -22,6 +23,13 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        # Batch operations recreate a table and drop the old one: with foreign keys on,
+        # that drop would cascade-delete every row that references it.
+        @event.listens_for(engine, "connect")
+        def _foreign_keys_off(dbapi_connection, _record):
+            dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():
