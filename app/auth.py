@@ -40,15 +40,19 @@ class PasswordService:
             return False
 
 
-def change_password(session: Session, passwords: PasswordService, tokens: "TokenService", user, current: str | None,
-                    new: str) -> bool:
-    """Set a new password when `current` is the user's one, and revoke all their tokens
-    (when `session` commits): every client must log in again. False for a wrong `current`."""
+def new_password_hash(passwords: PasswordService, user, current: str | None, new: str) -> str | None:
+    """The slow half of a password change (argon2 twice): the hash of `new` when
+    `current` is the user's password, else None. Run it with no transaction open."""
     if not current or not passwords.verify(user.password_hash, current):
-        return False
-    user.password_hash = passwords.hash(new)
+        return None
+    return passwords.hash(new)
+
+
+def set_password(session: Session, tokens: "TokenService", user, password_hash: str) -> None:
+    """Store a new password hash and revoke all the user's tokens (when `session`
+    commits): every client must log in again."""
+    user.password_hash = password_hash
     tokens.revoke_all(session, user.id)
-    return True
 
 
 def sha256(value: str) -> str:

@@ -16,6 +16,7 @@ of them twice is harmless.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -115,7 +116,7 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
     key = original_key(photo_id, info.extension)
     storage.put(key, data, info.content_type)
     try:
-        photo, row = _insert_photo(session, user_id, photo_id, key, info.content_type, fields)
+        photo = _insert_photo(session, celery, user_id, photo_id, key, info.content_type, fields)
     except IntegrityError:
         # The same Idempotency-Key raced in from a retry: the first one wins.
         _undo_upload(session, storage, key)
@@ -126,13 +127,13 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
     except BaseException:
         _undo_upload(session, storage, key)
         raise
-    outbox.deliver(session, celery, [row])
     return photo, True
 
 
-def _insert_photo(session: Session, user_id: int, photo_id: int, key: str, content_type: str,
-                  fields: UploadFields) -> tuple[Photo, Outbox]:
-    """The photo, its tags and mentions, and its outbox row, in one commit."""
+def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: str, content_type: str,
+                  fields: UploadFields) -> Photo:
+    """The photo, its tags and mentions, and its outbox row, in one commit
+    (the row is published after it: app/aftercommit.py)."""
     photo = Photo(
         id=photo_id, user_id=user_id, shortcode=shortcode(photo_id), status="processing",
         caption=fields.caption, filter=fields.filter or "Normal",
@@ -146,9 +147,9 @@ def _insert_photo(session: Session, user_id: int, photo_id: int, key: str, conte
     tags.attach(session, photo_id, fields.caption)
     # Mentioned users see the activity once the photo is published (app.activity.page).
     activity.record_mentions(session, user_id, photo, fields.caption)
-    session.add(row)
+    after_commit(session).must_happen(session, row, celery=celery)
     session.commit()
-    return photo, row
+    return photo
 
 
 def _undo_upload(session: Session, storage: Storage, key: str) -> None:
@@ -164,6 +165,22 @@ def _undo_upload(session: Session, storage: Storage, key: str) -> None:
             log.warning("original %s of a failed upload not removed (%s)", key, type(error).__name__)
 
 
+@contextmanager
+def _storage_step(session: Session, photo_id: int):
+    """Storage work of process_photo. When the storage fails or is too slow (past
+    the soft time limit), not the photo, the run ended in a known way and the task
+    retries it, so its attempt is given back: MAX_ATTEMPTS stops photos that kill
+    their worker or are slow to decode; counting retries too failed every photo
+    uploaded during a one-minute S3 outage."""
+    try:
+        yield
+    except (StorageError, SoftTimeLimitExceeded):
+        session.execute(update(Photo).where(Photo.id == photo_id, Photo.attempts > 0)
+                        .values(attempts=Photo.attempts - 1))
+        session.commit()
+        raise
+
+
 def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     """Make and store the derivatives. False when there is nothing to do."""
     photo = session.get(Photo, photo_id)
@@ -177,23 +194,17 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     session.execute(update(Photo).where(Photo.id == photo_id)
                     .values(attempts=Photo.attempts + 1, updated_at=utcnow()))
     session.commit()
-    try:
-        result = imaging.make_derivatives(storage.get(photo.original_key))
-        derivatives = {}
+    with _storage_step(session, photo_id):
+        original = storage.get(photo.original_key)
+    # A soft time limit here counts as an attempt: the photo itself is slow,
+    # and MAX_ATTEMPTS ends it instead of a retry forever.
+    result = imaging.make_derivatives(original)
+    derivatives = {}
+    with _storage_step(session, photo_id):
         for name, derivative in result.derivatives.items():
             key = derivative_key(photo_id, photo.derivative_token, name)
             storage.put(key, derivative.data, derivative.content_type)
             derivatives[name] = {"key": key, "width": derivative.width, "height": derivative.height}
-    except (StorageError, SoftTimeLimitExceeded):
-        # The storage failed or was too slow (past the soft time limit), not
-        # the photo: this run ended in a known way and the task retries it, so
-        # it is given back. MAX_ATTEMPTS stops photos that kill their worker
-        # (the hard time limit does); counting retries too failed every photo
-        # uploaded during a one-minute S3 outage.
-        session.execute(update(Photo).where(Photo.id == photo_id, Photo.attempts > 0)
-                        .values(attempts=Photo.attempts - 1))
-        session.commit()
-        raise
     changed = session.execute(
         update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
         .values(derivatives=derivatives, blurhash=result.blurhash, width=result.width,

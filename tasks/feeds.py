@@ -24,7 +24,9 @@ from tasks import celery, services
 class FeedTask(celery.Task):
     abstract = True
     autoretry_for = (RedisError, CacheError, OperationalError, BrokerError, ConnectionError, TimeoutError)
-    max_retries = 8
+    # Until Redis answers: these rows are marked delivered once published, so a
+    # task that gave up would lose a follow-up that must happen (backoff caps at 2 min).
+    max_retries = None
     retry_backoff = 2
     retry_backoff_max = 120
     retry_jitter = True

@@ -16,14 +16,14 @@ from app.api.common import (
 )
 from app.api.docs import NO_AUTH, errors, multipart, success
 from app.aftercommit import after_commit, user_changed
-from app.auth import change_password
+from app.auth import new_password_hash, set_password
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.paging import split_page
 from app.profiles import store_profile_picture
 from app.serializers import user_full, user_summary
 from app.services import services
-from models import Block, Follow, User
+from models import Block, Follow, User, begin_write
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,18 @@ def edit_profile(args):
     `password` with `current_password` revokes every token of the account, this one included."""
     session = db()
     user = current_user()
-    _change_password(session, user, args.pop("password", None), args.pop("current_password", None))
+    # The slow parts (argon2, decoding and storing a picture) with no transaction open: on
+    # SQLite it would hold the write lock, on PostgreSQL a connection idle in transaction.
+    session.commit()
+    password_hash = _new_password_hash(user, args.pop("password", None), args.pop("current_password", None))
     picture = request.files.get("profile_picture")
+    new_picture = store_profile_picture(user.id, picture.read()) if picture is not None else None
+    begin_write(session)
+    if password_hash is not None:
+        set_password(session, services.tokens, user, password_hash)
     replaced = None
-    if picture is not None:
-        replaced = user.profile_picture_key
-        user.profile_picture_key = store_profile_picture(user.id, picture.read())
+    if new_picture is not None:
+        replaced, user.profile_picture_key = user.profile_picture_key, new_picture
     was_private = user.is_private
     for field, value in args.items():
         setattr(user, field, value)
@@ -140,11 +146,13 @@ def edit_profile(args):
     return ok(user_full(user))
 
 
-def _change_password(session, user: User, new: str | None, current: str | None) -> None:
+def _new_password_hash(user: User, new: str | None, current: str | None) -> str | None:
     if new is None:
-        return
-    if not change_password(session, services.passwords, services.tokens, user, current, new):
+        return None
+    password_hash = new_password_hash(services.passwords, user, current, new)
+    if password_hash is None:
         raise APIError("current_password is missing or incorrect.", error_type="OAuthException")
+    return password_hash
 
 
 @blp.route("/users/search", methods=["GET"])
