@@ -4,7 +4,7 @@ Domain code registers steps on the session while it works:
 
     unit = after_commit(session)
     unit.best_effort("rendered.forget_photos", svc.rendered.forget_photos, [photo_id])
-    unit.must_happen(session, outbox.add(session, "tasks.feeds.follow_ended", ...), now=...)
+    unit.must_happen(session, outbox.task("tasks.feeds.follow_ended", ...), now=...)
 
 and they run once, when the commit has succeeded: the session's after-commit
 event marks it, and the end of the transaction runs them (Warehouse purges
@@ -88,11 +88,7 @@ class AfterCommit:
         """A best-effort step failed: task `kind` does its work, through an outbox
         row of its own (delivered now, or by the sweeper if the broker is down).
         Committed after the transaction it follows: a crash right here loses it."""
-        with self.services.db.session() as session:
-            row = outbox.task(kind, **payload)  # not outbox.add: it takes a payload's photo_id
-            session.add(row)
-            session.commit()
-            outbox.deliver(session, self.services.celery, [row])
+        outbox.promise(self.services.db, self.services.celery, kind, **payload)
 
     def _do_or_deliver(self, row: Outbox, now: Callable | None, celery) -> None:
         if now is not None:

@@ -45,7 +45,6 @@ a delete racing a fan-out) costs a slot, never a leak.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -60,8 +59,6 @@ from app.clocks import STAMP_LUA, Clocks
 from app.config import Settings
 from app.media import media_entries
 from models import Block, Database, Follow, Photo, User, utcnow
-
-log = logging.getLogger(__name__)
 
 CHUNK = Settings.fanout_chunk  # FANOUT_CHUNK's default: followers per fan-out task and Redis round trip
 # The chunked feed tasks (tasks/feeds.py): each promises its next chunk through the outbox.
@@ -202,6 +199,16 @@ class FeedManager:
         finally:
             pool.release(connection)
 
+    def _follower_page(self, session: Session, followee_id: int, after: int, chunk: int, *, active_only: bool):
+        """(follow id, follower id) of one chunk of active follows, by follow id; with
+        active_only, of followers seen within FEED_INACTIVE_DAYS (fan-out skips the others)."""
+        query = (select(Follow.id, Follow.follower_id)
+                 .where(Follow.followee_id == followee_id, Follow.status == "active", Follow.id > after)
+                 .order_by(Follow.id).limit(chunk))
+        if active_only:
+            query = query.join(User, User.id == Follow.follower_id).where(User.last_active_at >= self.active_since())
+        return session.execute(query).all()
+
     def fan_out(self, photo_id: int, after: int = 0, chunk: int | None = None) -> int | None:
         """Deliver a ready photo to one chunk of its author's active followers,
         skipping users away for FEED_INACTIVE_DAYS (their feeds expire instead,
@@ -212,7 +219,7 @@ class FeedManager:
         None when done. Idempotent: ZADD of a member already there changes nothing.
         """
         chunk = chunk or self.settings.fanout_chunk
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             row = session.execute(
                 select(Photo.user_id, Photo.status, User.followed_by_count)
                 .join(User, User.id == Photo.user_id).where(Photo.id == photo_id)
@@ -225,13 +232,7 @@ class FeedManager:
                 self.add_own(photo_id, row.user_id, celebrity=celebrity)
             if celebrity:
                 return None  # read-time merge from posts:{author} instead
-            follows = session.execute(
-                select(Follow.id, Follow.follower_id)
-                .join(User, User.id == Follow.follower_id)
-                .where(Follow.followee_id == row.user_id, Follow.status == "active", Follow.id > after,
-                       User.last_active_at >= self.active_since())
-                .order_by(Follow.id).limit(chunk)
-            ).all()
+            follows = self._follower_page(session, row.user_id, after, chunk, active_only=True)
         self.deliver(photo_id, [f.follower_id for f in follows])
         return follows[-1].id if len(follows) == chunk else None
 
@@ -250,17 +251,14 @@ class FeedManager:
             pipe.zrem(feed_key(author_id), member)
             pipe.zrem(posts_key(author_id), member)
             pipe.execute()
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             followed_by = session.scalar(select(User.followed_by_count).where(User.id == author_id))
             # A celebrity's followers never got it by fan-out (mirrors fan_out);
             # anything older that did is dropped by the reads' hydration.
             if followed_by is None or self.is_celebrity(followed_by):
                 return None
-            follows = session.execute(
-                select(Follow.id, Follow.follower_id)
-                .where(Follow.followee_id == author_id, Follow.status == "active", Follow.id > after)
-                .order_by(Follow.id).limit(chunk)
-            ).all()
+            # Inactive followers too: their feed may not have expired yet.
+            follows = self._follower_page(session, author_id, after, chunk, active_only=False)
         if follows:
             pipe = self.redis.pipeline(transaction=False)
             for follow in follows:
@@ -294,11 +292,7 @@ class FeedManager:
             self._promise(CROSSED_TASK, user_id=user_id, after=following)
 
     def _promise(self, task_name: str, **kwargs) -> None:
-        with self.db.session() as session:
-            row = outbox.task(task_name, **kwargs)
-            session.add(row)
-            session.commit()
-            outbox.deliver(session, self.celery, [row])
+        outbox.promise(self.db, self.celery, task_name, **kwargs)
 
     # -- crossing the celebrity threshold ------------------------------------------
     def promise_crossings(self, session: Session) -> None:
@@ -307,9 +301,9 @@ class FeedManager:
         counts) gets its followers' catch-up promised in the same commit,
         published after it (app/aftercommit.py; the sweeper if the broker is down)."""
         threshold = self.settings.celebrity_threshold
-        crossed = sorted({user_id for user_id, count, delta in session.info.pop(social.FOLLOWED_BY_CHANGED, [])
-                          if count == (threshold + 1 if delta > 0 else threshold)})
         unit = after_commit(session)
+        crossed = sorted({user_id for user_id, count, delta in unit.state.pop(social.FOLLOWED_BY_CHANGED, [])
+                          if count == (threshold + 1 if delta > 0 else threshold)})
         for user_id in crossed:
             unit.must_happen(session, outbox.task(CROSSED_TASK, user_id=user_id), celery=self.celery)
 
@@ -323,26 +317,17 @@ class FeedManager:
         late or repeated run does the right thing. The next cursor or None.
         """
         chunk = chunk or self.settings.fanout_chunk
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             followed_by = session.scalar(select(User.followed_by_count).where(User.id == user_id))
             if followed_by is None:
                 return None
-            follows = session.execute(
-                select(Follow.id, Follow.follower_id)
-                .where(Follow.followee_id == user_id, Follow.status == "active", Follow.id > after)
-                .order_by(Follow.id).limit(chunk)
-            ).all()
+            follows = self._follower_page(session, user_id, after, chunk, active_only=True)
             photo_ids = [] if self.is_celebrity(followed_by) else session.scalars(
                 select(Photo.id).where(Photo.user_id == user_id, Photo.status == "ready")
                 .order_by(Photo.id.desc()).limit(self.settings.feed_size)
             ).all()
         self._catch_up([f.follower_id for f in follows], photo_ids)
         return follows[-1].id if len(follows) == chunk else None
-
-    def celebrity_crossed_all(self, user_id: int, chunk: int | None = None) -> None:
-        after = self.celebrity_crossed(user_id, 0, chunk)
-        while after is not None:
-            after = self.celebrity_crossed(user_id, after, chunk)
 
     def _catch_up(self, follower_ids: list[int], photo_ids: list[int]) -> None:
         """The photos into each follower's feed, then their celebs list dropped."""
@@ -353,6 +338,7 @@ class FeedManager:
                 if members:  # photos first: the old celebs list still merges them meanwhile
                     pipe.zadd(feed_key(follower_id), members)
                     pipe.zremrangebyrank(feed_key(follower_id), 1, self._trim_stop)
+                    pipe.expire(feed_key(follower_id), self.feed_ttl)  # as deliver(): it may create the key
                 self._celebrities_changed(keys=[celebrities_key(follower_id), follows_clock_key(follower_id)],
                                           client=pipe)
             pipe.execute()
@@ -412,7 +398,7 @@ class FeedManager:
         follower's derived sets go, and the followee's photos join their feed
         unless the follow has ended since."""
         self.follows_changed(follower_id)
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             if self._follows(session, follower_id, followee_id):
                 self.merge_followee(session, follower_id, followee_id)
 
@@ -421,7 +407,7 @@ class FeedManager:
         idempotent): the follower's derived sets go, and the followee's photos
         leave their feed unless they follow again since."""
         self.follows_changed(follower_id)
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             if not self._follows(session, follower_id, followee_id):
                 self.remove_followee(session, follower_id, followee_id)
 

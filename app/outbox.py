@@ -36,6 +36,16 @@ def task(name: str, **kwargs) -> Outbox:
     return Outbox(kind=name, payload=kwargs)
 
 
+def promise(db, celery: Celery, name: str, **kwargs) -> None:
+    """Task `name` promised in a transaction of its own, then published (a refused
+    broker leaves it to the sweeper): for work that follows a commit already made."""
+    with db.session() as session:
+        row = task(name, **kwargs)
+        session.add(row)
+        session.commit()
+        deliver(session, celery, [row])
+
+
 def signature_for(celery: Celery, row: Outbox):
     if row.kind == PROCESS_PHOTO:
         return chain(

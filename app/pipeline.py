@@ -30,7 +30,7 @@ from app import activity, imaging, outbox, tags
 from app.aftercommit import after_commit, photo_changed
 from app.ids import shortcode
 from app.storage import Storage, StorageError
-from models import Location, Outbox, Photo, PhotoTag, User, utcnow
+from models import Location, Photo, PhotoTag, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -295,13 +295,13 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
         session.execute(update(User).where(User.id == gone.user_id).values(media_count=User.media_count - 1))
     unit = after_commit(session)
     if celery is not None and was_ready:
-        unit.must_happen(session, Outbox(kind="tasks.feeds.remove_photo",
-                                         payload={"photo_id": photo_id, "user_id": gone.user_id}), celery=celery)
+        unit.must_happen(session, outbox.task("tasks.feeds.remove_photo", photo_id=photo_id, user_id=gone.user_id),
+                         celery=celery)
     # The files' removal is promised in the same commit too (the derivatives are
     # public URLs, and the original keeps the uploader's GPS): done at once after
     # it, or by the task (then the sweeper) while S3 is down.
     keys = _stored_keys(photo_id, gone)
-    unit.must_happen(session, Outbox(kind="tasks.media.delete_files", payload={"keys": keys}),
+    unit.must_happen(session, outbox.task("tasks.media.delete_files", keys=keys),
                      now=partial(storage.delete, keys), celery=celery)
     photo_changed(session, photo_id)
     session.commit()

@@ -12,6 +12,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.aftercommit import after_commit
 from app.errors import InvalidParameters, NotAllowed
 from models import Block, Follow, User
 
@@ -28,8 +29,9 @@ class Change:
     follows_ended: list[tuple[int, int]] | None = None  # active follows removed
 
 
-# session.info: (user id, followed_by_count after the change, delta) of this
-# transaction's follow changes, for app.feeds.promise_crossings.
+# The after-commit unit's state (dropped with a rollback): (user id,
+# followed_by_count after the change, delta) of this transaction's follow
+# changes, for app.feeds.promise_crossings.
 FOLLOWED_BY_CHANGED = "followed_by_changed"
 
 
@@ -45,7 +47,7 @@ def _bump_counts(session: Session, follower_id: int, followee_id: int, delta: in
         .returning(User.followed_by_count),
         execution_options={"synchronize_session": False},
     )
-    session.info.setdefault(FOLLOWED_BY_CHANGED, []).append((followee_id, followed_by, delta))
+    after_commit(session).state.setdefault(FOLLOWED_BY_CHANGED, []).append((followee_id, followed_by, delta))
 
 
 def follow_status(session: Session, follower_id: int, followee_id: int) -> str | None:

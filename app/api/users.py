@@ -1,7 +1,6 @@
 """Users: sign-up, profiles, search, and the lists of the social graph."""
 from __future__ import annotations
 
-import logging
 import re
 
 import marshmallow as ma
@@ -25,7 +24,6 @@ from app.serializers import user_full, user_summary
 from app.services import services
 from models import Block, Follow, User, begin_write
 
-log = logging.getLogger(__name__)
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
