@@ -119,13 +119,13 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
         photo = _insert_photo(session, celery, user_id, photo_id, key, info.content_type, fields)
     except IntegrityError:
         # The same Idempotency-Key raced in from a retry: the first one wins.
-        _undo_upload(session, storage, key)
+        _undo_upload(session, storage, celery, key)
         replay = _find_by_idempotency_key(session, user_id, fields.idempotency_key)
         if replay is None:
             raise
         return replay, False
     except BaseException:
-        _undo_upload(session, storage, key)
+        _undo_upload(session, storage, celery, key)
         raise
     return photo, True
 
@@ -152,17 +152,30 @@ def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: st
     return photo
 
 
-def _undo_upload(session: Session, storage: Storage, key: str) -> None:
+def _undo_upload(session: Session, storage: Storage, celery, key: str) -> None:
     """The upload's transaction failed: what it recorded never happened (its
-    pending activity included), and its stored original goes, best effort."""
+    pending activity included), and its stored original goes: now, or else by
+    tasks.media.delete_files (retried until the storage answers)."""
     try:
         session.rollback()
         activity.discard_pending(session)
     finally:  # even when the database is what failed
         try:
             storage.delete([key])
-        except StorageError as error:  # left unreferenced: never served, see README
-            log.warning("original %s of a failed upload not removed (%s)", key, type(error).__name__)
+        except StorageError as error:
+            log.warning("original %s of a failed upload not removed now (%s)", key, type(error).__name__)
+            _promise_removal(session, celery, key)
+
+
+def _promise_removal(session: Session, celery, key: str) -> None:
+    try:
+        row = outbox.task("tasks.media.delete_files", keys=[key])
+        session.add(row)
+        session.commit()
+        outbox.deliver(session, celery, [row])
+    except Exception as error:  # the database is down too: never served, see README
+        session.rollback()
+        log.error("original %s of a failed upload left in storage (%s)", key, type(error).__name__)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from models import Activity, Outbox, Photo, make_engine
 from tests import images
@@ -177,4 +177,42 @@ def test_an_upload_that_loses_the_idempotency_race_answers_the_winner(slow_api, 
         winner_id = won.json["data"]["id"].split("_")[0]
         assert [k.rsplit("/", 1)[1].split(".")[0] for k in originals(s3_storage)] == [winner_id]
     finally:
+        winner_app.extensions["shutter"].close()
+
+
+def test_a_lost_race_whose_original_cannot_be_deleted_promises_its_removal(
+        slow_api, s3_settings, api_s3, s3_storage, worker_process):
+    """As above, but the storage dies right after the loser stored its original: its
+    removal is promised through the outbox, and a worker does it once S3 answers."""
+    worker = worker_process(s3_settings).start()  # its own S3 is fine
+    winner_app = _make_app(s3_settings)
+    engine = slow_api.extensions["shutter"].db.engine
+
+    def refuse_s3_at_the_losers_insert(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("INSERT INTO PHOTOS"):
+            api_s3.refuse()
+
+    try:
+        loser, winner = Shutter(slow_api.test_client()), Shutter(winner_app.test_client())
+        alice = loser.account("alice")
+        key = {"Idempotency-Key": "one-photo"}
+        api_s3.hold()
+        request = InThread(lambda: post_upload(loser, alice, headers=key))
+        wait_for_held_put(api_s3)
+        won = post_upload(winner, alice, headers=key)
+        assert won.status_code == 202, won.get_data(as_text=True)
+        event.listen(engine, "before_cursor_execute", refuse_s3_at_the_losers_insert)
+        api_s3.forward()
+        lost = request.join()
+        assert lost.status_code == 202 and lost.json["data"]["id"] == won.json["data"]["id"]
+        winner_id = won.json["data"]["id"].split("_")[0]
+        # The loser's original is gone: the promised task deleted it.
+        wait_until(lambda: [k.rsplit("/", 1)[1].split(".")[0] for k in originals(s3_storage)] == [winner_id],
+                   what="the loser's original to be removed", worker=worker)
+        with slow_api.extensions["shutter"].db.session() as session:
+            kinds = session.scalars(select(Outbox.kind).where(Outbox.kind == "tasks.media.delete_files")).all()
+        assert kinds == ["tasks.media.delete_files"]
+    finally:
+        if event.contains(engine, "before_cursor_execute", refuse_s3_at_the_losers_insert):
+            event.remove(engine, "before_cursor_execute", refuse_s3_at_the_losers_insert)
         winner_app.extensions["shutter"].close()
