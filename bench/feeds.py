@@ -8,7 +8,7 @@ after) and PostgreSQL (database shutter_bench, dropped and migrated).
 
   fanout  deliveries/s of one photo into 100,000 followers' feeds with
           FeedManager.deliver (one pipelined round trip per CHUNK followers),
-          beside a Lua script doing the same ZADD + trim inside Redis (EVALSHA
+          beside a Lua script doing the same ZADD + trim + EXPIRE inside Redis (EVALSHA
           per chunk), interleaved, median of --reps. The feeds are prefilled
           to their cap (--feed-size entries, skiplist-encoded), so every
           delivery also trims one entry: an active user's steady state. Also
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,10 +66,11 @@ TARGET_VS_BARE = 0.5
 TARGET_P99_MS = 25.0
 
 LUA_FAN_OUT = """
-local member, score, stop = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local member, score, stop, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, score, member)
   redis.call('ZREMRANGEBYRANK', key, 1, stop)
+  redis.call('EXPIRE', key, ttl)
 end
 return #KEYS
 """
@@ -99,15 +101,18 @@ def reset_database() -> None:
 
 
 USER_COLUMNS = ("id", "username", "username_key", "email", "email_key", "password_hash", "full_name", "bio",
-                "website", "is_private", "media_count", "follows_count", "followed_by_count", "created_at")
+                "website", "is_private", "media_count", "follows_count", "followed_by_count", "created_at",
+                "last_active_at")
 
 
 def copy_users(connection, users: list[tuple[int, str, int, int]]) -> None:
-    """(id, username, follows_count, followed_by_count) rows, by COPY."""
+    """(id, username, follows_count, followed_by_count) rows, by COPY; all active now
+    (fan-out skips followers unseen for FEED_INACTIVE_DAYS)."""
+    now = datetime.now(timezone.utc).isoformat()
     with connection.cursor().copy(f"COPY users ({', '.join(USER_COLUMNS)}) FROM STDIN") as copy:
         for user_id, name, follows, followed_by in users:
             copy.write_row((user_id, name, name, f"{name}@bench", f"{name}@bench", "x", name.title(), "", "",
-                            False, 0, follows, followed_by, "2024-01-01T00:00:00Z"))
+                            False, 0, follows, followed_by, "2024-01-01T00:00:00Z", now))
 
 
 def copy_follows(connection, pairs: list[tuple[int, int]]) -> None:
@@ -189,7 +194,7 @@ def bench_fanout(args) -> None:
         start = time.perf_counter()
         for i in range(0, followers, CHUNK):
             keys = [feed_key(f) for f in follower_ids[i:i + CHUNK]]
-            redis.evalsha(sha, len(keys), *keys, str(photo_id), repr(float(photo_id)), stop)
+            redis.evalsha(sha, len(keys), *keys, str(photo_id), repr(float(photo_id)), stop, feeds.feed_ttl)
         return followers / (time.perf_counter() - start)
 
     def end_to_end() -> float:

@@ -129,7 +129,7 @@ class ProductionStack:
         token = requests.post(f"{self.base}/oauth/access_token", data={
             "grant_type": "password", "username": username, "password": PASSWORD,
             "client_id": client["client_id"], "client_secret": client["client_secret"],
-            "scope": "basic comments relationships likes"}).json()
+            "scope": "basic comments relationships likes publish"}).json()
         return token["access_token"]
 
 
