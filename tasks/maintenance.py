@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery.utils.log import get_task_logger
 
-from app import pipeline, popular, retention
+from app import pipeline, popular, rekey, retention
 from tasks import celery, services
 
 log = get_task_logger(__name__)
@@ -14,11 +14,15 @@ def sweep() -> dict:
     with services().db.session() as session:
         result = pipeline.sweep(session, services().celery)
         purged = retention.purge(session, services().settings)
+        # Photos processed before derivative tokens: a batch a minute moves under one.
+        rekeyed = rekey.rekey_batch(session, services().storage, celery=services().celery)
     if any(result.values()):
         log.info("sweep re-published %s", result)
     if any(purged.values()):
         log.info("sweep purged %s", purged)
-    return {**result, **purged}
+    if rekeyed:
+        log.info("sweep moved %d photos under a derivative token", rekeyed)
+    return {**result, **purged, "rekeyed": rekeyed}
 
 
 @celery.task(name="tasks.maintenance.compute_popular")
