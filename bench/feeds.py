@@ -247,7 +247,7 @@ def seed_reads() -> tuple[str, int]:
                         redirect_uri="http://localhost/", enforce_signed_requests=False)
         session.add(client)
         session.flush()
-        token = TokenService(None, 0).issue(session, viewer, client, ["basic"])
+        token = TokenService(redis_lib.Redis.from_url(REDIS_URL), 0).issue(session, viewer, client, ["basic"])
         session.commit()
     db.dispose()
     return token, viewer

@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, created_column, id_column
@@ -32,6 +32,10 @@ class Photo(Base):
         UniqueConstraint("user_id", "idempotency_key"),
         Index("ix_photos_user_id_id", "user_id", "id"),
         Index("ix_photos_status_updated_at", "status", "updated_at"),
+        # The sweeper's batch of photos still to move under a token (app/rekey.py):
+        # small, and empty once every old photo has moved, instead of a scan a minute.
+        Index("ix_photos_without_token", "id", postgresql_where=text("derivative_token IS NULL"),
+              sqlite_where=text("derivative_token IS NULL")),
     )
 
     id: Mapped[int] = id_column()
