@@ -24,10 +24,19 @@ INDEXES = {
 
 
 def upgrade() -> None:
-    for table, columns in INDEXES.items():
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            for column in columns:
-                batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        # CONCURRENTLY, outside a transaction: activities can be large, and a plain
+        # CREATE INDEX would block its writes (every like and comment) while it builds.
+        with op.get_context().autocommit_block():
+            for table, columns in INDEXES.items():
+                for column in columns:
+                    op.create_index(f"ix_{table}_{column}", table, [column], unique=False,
+                                    postgresql_concurrently=True, if_not_exists=True)
+    else:
+        for table, columns in INDEXES.items():
+            with op.batch_alter_table(table, schema=None) as batch_op:
+                for column in columns:
+                    batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=False)
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_active_at', sa.DateTime(timezone=True), nullable=True))
     # Everyone counts as active from now: their feeds keep being fanned out to

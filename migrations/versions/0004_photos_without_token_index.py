@@ -21,8 +21,12 @@ WHERE = sa.text("derivative_token IS NULL")
 
 
 def upgrade() -> None:
-    op.create_index("ix_photos_without_token", "photos", ["id"], unique=False,
-                    postgresql_where=WHERE, sqlite_where=WHERE)
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():  # CONCURRENTLY: uploads go on meanwhile
+            op.create_index("ix_photos_without_token", "photos", ["id"], unique=False, postgresql_where=WHERE,
+                            postgresql_concurrently=True, if_not_exists=True)
+    else:
+        op.create_index("ix_photos_without_token", "photos", ["id"], unique=False, sqlite_where=WHERE)
 
 
 def downgrade() -> None:
