@@ -252,9 +252,3 @@ class TokenService:
     def forget(self, hashes: list[str]) -> None:
         """Drop the cached lookups of these token hashes and stamp their clocks."""
         self._forget(keys=[*map(self._key, hashes), *map(self._clock_key, hashes)])
-
-    def forget_client(self, session: Session, client_pk: int) -> None:
-        """Drop cached lookups of a client's tokens (its signing rule changed)."""
-        hashes = session.scalars(select(AccessToken.token_hash).where(AccessToken.client_pk == client_pk)).all()
-        if hashes:
-            self.redis.delete(*(self._key(h) for h in hashes))
