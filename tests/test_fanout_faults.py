@@ -77,13 +77,18 @@ def sweep_when_the_broker_is_back(services, broker_proxy, worker) -> None:
         assert pipeline.sweep(session, services.celery, outbox_grace=timedelta(0))["outbox"] == 1
 
 
-def test_a_fan_out_refused_between_chunks_resumes(shutter, broker_proxy, worker, refuse_on_promise):
+def author_with_followers(shutter):
+    """An author, FOLLOWERS active followers, and a ready photo not fanned out yet."""
     author = shutter.account("author")
     followers = [shutter.account(f"f{i}") for i in range(FOLLOWERS)]
     for who in followers:
         follow(shutter, who, author)
+    return author, followers, post_photo(shutter, author, fan_out=False)
+
+
+def test_a_fan_out_refused_between_chunks_resumes(shutter, broker_proxy, worker, refuse_on_promise):
+    author, followers, photo = author_with_followers(shutter)
     services = services_of(shutter)
-    photo = post_photo(shutter, author, fan_out=False)
 
     services.feeds.fan_out_step(photo, 0)  # the first chunk, as the feed task runs it
     reached = [str(photo) in members(shutter, who) for who in followers]
@@ -104,12 +109,8 @@ def test_a_fan_out_refused_between_chunks_resumes(shutter, broker_proxy, worker,
 
 
 def test_a_removal_refused_between_chunks_resumes(shutter, broker_proxy, worker, refuse_on_promise):
-    author = shutter.account("author")
-    followers = [shutter.account(f"f{i}") for i in range(FOLLOWERS)]
-    for who in followers:
-        follow(shutter, who, author)
+    author, followers, photo = author_with_followers(shutter)
     services = services_of(shutter)
-    photo = post_photo(shutter, author, fan_out=False)
     services.feeds.fan_out_all(photo)
     assert all(str(photo) in members(shutter, who) for who in followers)
 
