@@ -50,10 +50,10 @@ migrate: venv
 	$(PY) -m alembic upgrade head
 
 worker: venv
-	$(PY) -m celery -A tasks worker $(CELERY_WORKER_ARGS)
+	$(PY) -m celery -A worker:celery worker $(CELERY_WORKER_ARGS)
 
 flower: venv
-	$(PY) -m celery -A tasks flower --address=127.0.0.1 --port=$(FLOWER_PORT)
+	$(PY) -m celery -A worker:celery flower --address=127.0.0.1 --port=$(FLOWER_PORT)
 
 bench-pipeline: venv
 	$(PY) bench/pipeline.py

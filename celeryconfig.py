@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from kombu import Queue
 
-# broker_url comes from the settings (tasks.make_celery), not from here.
+# broker_url comes from the settings (app.worker.make_celery), not from here.
 # No result backend: tasks record their outcome in the database.
 task_ignore_result = True
 
@@ -50,7 +50,7 @@ task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 # Every task's limits; the media tasks take theirs from the settings
-# (PHOTO_TIME_LIMIT_SECONDS, PHOTO_SOFT_TIME_LIMIT_SECONDS: tasks.make_celery).
+# (PHOTO_TIME_LIMIT_SECONDS, PHOTO_SOFT_TIME_LIMIT_SECONDS: app.worker.make_celery).
 task_time_limit = 300
 task_soft_time_limit = 240
 worker_send_task_events = True  # Flower's view of the queues
@@ -60,6 +60,6 @@ timezone = "UTC"
 beat_schedule = {
     # Re-publishes undelivered outbox rows and photos stuck in `processing`.
     "sweep": {"task": "tasks.maintenance.sweep", "schedule": timedelta(seconds=60)},
-    # Re-ranks /media/popular into Redis (app/popular.py).
+    # Re-ranks /media/popular into Redis (app/engagement/popular.py).
     "compute-popular": {"task": "tasks.maintenance.compute_popular", "schedule": timedelta(seconds=60)},
 }

@@ -6,12 +6,13 @@ from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api import docs
+from app.api.common import register_media_error_handlers
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
-from app.jsonprovider import OrjsonProvider
-from app.logging import configure_logging, init_sentry
-from app.metrics import init_metrics
+from app.platform.jsonprovider import OrjsonProvider
+from app.platform.logging import configure_logging, init_sentry
+from app.platform.metrics import init_metrics
 from app.services import Services
 
 
@@ -50,17 +51,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Only X-Forwarded-For: a proxy that does not set X-Forwarded-Host would pass a forged one on.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     app.json = OrjsonProvider(app)
-    app.extensions["shutter"] = Services(settings)
+    app.extensions["shutter"] = Services(settings, flask_app=app)
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
     docs.register(api)
     limiter.init_app(app)
+    # Imported here: their names (media, feeds) would shadow the domain packages in app's namespace.
     from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
 
     for area in (oauth, users, relationships, media, feeds, engagement, browse):
         api.register_blueprint(area.blp)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
+    register_media_error_handlers(app)
     init_metrics(app)
 
     @app.after_request

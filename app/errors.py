@@ -120,25 +120,11 @@ def _describe(messages) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from app.imaging import ImageRejected
-    from app.storage import StorageError
-
+    """The envelope for API errors, HTTP errors and anything unexpected (the
+    media errors' handlers are app.api.common.register_media_error_handlers)."""
     @app.errorhandler(APIError)
     def handle_api_error(error: APIError):
         return error_response(error.code, error.error_type, error.message)
-
-    @app.errorhandler(ImageRejected)
-    def handle_rejected_image(error: ImageRejected):
-        # Any endpoint that takes an image (uploads, profile pictures) refuses it alike.
-        code = 415 if error.error_type == "APIUnsupportedMediaType" else 400
-        return error_response(code, error.error_type, error.message)
-
-    @app.errorhandler(StorageError)
-    def handle_storage_error(error: StorageError):
-        # The photo storage (S3) failed: nothing was committed, the client may retry.
-        log.warning("storage unavailable: %s", error)
-        unavailable = ServiceUnavailable("The photo storage is unavailable; try again later.")
-        return error_response(unavailable.code, unavailable.error_type, unavailable.message)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

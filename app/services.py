@@ -1,8 +1,10 @@
-"""The services that routes and tasks share, built once per process.
+"""The composition root: every service, built from Settings, in one place.
 
-Each is made on first use, so a process connects only to what it needs.
-Routes reach them through `services` (the current app's container); tasks
-through `tasks.services()`.
+Each is made on first use, so a process connects only to what it needs (a
+worker's pool children connect after the fork). Domain code never looks a
+service up: it is handed what it uses, here. Routes, tasks (which run in the
+Flask app's context, app/worker.py) and the CLI reach the container through
+`services`, the current app's.
 """
 from __future__ import annotations
 
@@ -12,18 +14,28 @@ import redis
 from flask import current_app
 from werkzeug.local import LocalProxy
 
+from app.accounts.auth import PasswordService, TokenService
+from app.accounts.presence import Presence
 from app.config import Settings
+from app.feeds.manager import FeedManager
+from app.feeds.rendered import RenderedFeed
+from app.media.profile_pictures import ProfilePictures
+from app.media.reader import MediaReader
+from app.media.serializers import Serializer
+from app.media.storage import storage_from_settings
+from app.platform.aftercommit import SERVICES
+from app.platform.cache import cache_from_settings
+from app.worker import make_celery
 from models import Database
 
 
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, flask_app=None) -> None:
         self.settings = settings
+        self.flask_app = flask_app  # whose context the Celery app's tasks run in
 
     @cached_property
     def db(self) -> Database:
-        from app.aftercommit import SERVICES
-
         # Its sessions carry this container, for the steps that follow their commits.
         return Database(self.settings.database_url, self.settings.database_replica_urls,
                         session_info={SERVICES: self})
@@ -36,53 +48,49 @@ class Services:
 
     @cached_property
     def storage(self):
-        from app.storage import storage_from_settings
-
         return storage_from_settings(self.settings)
 
     @cached_property
     def cache(self):
-        from app.cache import cache_from_settings
-
         return cache_from_settings(self.settings)
 
     @cached_property
-    def feeds(self):
-        from app.feeds import FeedManager
-
-        return FeedManager(self.redis, self.db, self.settings, celery=self.celery)
+    def serializer(self) -> Serializer:
+        return Serializer(self.storage.url, self.settings.public_url)
 
     @cached_property
-    def rendered(self):
-        from app.rendered import RenderedFeed
+    def media(self) -> MediaReader:
+        return MediaReader(self.cache, self.serializer)
 
+    @cached_property
+    def profile_pictures(self) -> ProfilePictures:
+        return ProfilePictures(self.storage, self.settings.max_image_pixels)
+
+    @cached_property
+    def feeds(self) -> FeedManager:
+        return FeedManager(self.redis, self.db, self.settings, self.media, celery=self.celery)
+
+    @cached_property
+    def rendered(self) -> RenderedFeed:
         return RenderedFeed(self.redis, self.feeds)
 
     @cached_property
-    def passwords(self):
-        from app.auth import PasswordService
-
+    def passwords(self) -> PasswordService:
         s = self.settings
         return PasswordService(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism)
 
     @cached_property
-    def tokens(self):
-        from app.auth import TokenService
-
+    def tokens(self) -> TokenService:
         return TokenService(self.redis, self.settings.token_cache_seconds, presence=self.presence)
 
     @cached_property
-    def presence(self):
-        from app.presence import Presence
-
+    def presence(self) -> Presence:
         return Presence(self.feeds)
 
     @cached_property
     def celery(self):
-        """Publishes tasks to this settings' broker (workers have their own app)."""
-        from tasks import make_celery
-
-        return make_celery(self.settings)
+        """The Celery app on this settings' broker: publishes, and in a worker consumes."""
+        return make_celery(self.settings, self.flask_app)
 
     def close(self) -> None:
         if "db" in self.__dict__:

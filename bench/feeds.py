@@ -1,4 +1,4 @@
-"""Benchmark of the home feed (app/feeds.py), each figure beside a baseline
+"""Benchmark of the home feed (app/feeds/manager.py), each figure beside a baseline
 measured in the same run.
 
     .venv/bin/python bench/feeds.py [--section fanout --section read]
@@ -53,8 +53,9 @@ import psycopg  # noqa: E402
 import redis as redis_lib  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.feeds import CHUNK, FeedManager, feed_key  # noqa: E402
-from app.ids import make_id, shortcode  # noqa: E402
+from app.feeds.manager import CHUNK, FeedManager, feed_key  # noqa: E402
+from app.services import Services  # noqa: E402
+from models.ids import make_id, shortcode  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -150,7 +151,7 @@ def bench_fanout(args) -> None:
     db = Database(DATABASE_URL)
     settings = dataclasses.replace(Settings(), database_url=DATABASE_URL, redis_url=REDIS_URL,
                                    feed_size=args.feed_size, celebrity_threshold=10 * followers)
-    feeds = FeedManager(redis, db, settings)
+    feeds = FeedManager(redis, db, settings, Services(settings).media)  # fan-out reads no media
 
     author = make_id()
     follower_ids = [make_id() for _ in range(followers)]
@@ -238,7 +239,7 @@ def seed_reads() -> tuple[str, int]:
         copy_photos(connection, photos)
         connection.commit()
         connection.execute("ANALYZE")  # as autovacuum would have by now: planner statistics
-    from app.auth import TokenService
+    from app.accounts.auth import TokenService
     from models import Client, Database
 
     db = Database(DATABASE_URL)
@@ -367,7 +368,7 @@ def bench_read(args) -> None:
     feed_out, token_out = (in_redis[k][2] / max(in_redis[k][3], 1) for k in ("feed", "authed"))
     row("Redis time/req  feed script vs token GET", feed_us, token_us, "µs", "(information)")
     row("Redis out/req   feed vs token-only route", feed_out, token_out, "bytes", "(information)")
-    print("feed reads by path (app/rendered.py): " +
+    print("feed reads by path (app/feeds/rendered.py): " +
           ", ".join(f"{path} {float(n):,.0f}" for path, n in sorted(paths.items())) +
           "; fragments from " + ", ".join(f"{src} {float(n):,.0f}" for src, n in sorted(fragments.items())))
     passed = feed["rps"] / bare["rps"] >= TARGET_VS_BARE and feed["p99"] <= TARGET_P99_MS

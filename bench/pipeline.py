@@ -1,4 +1,4 @@
-"""Benchmark of the image pipeline (app/imaging.py).
+"""Benchmark of the image pipeline (app/media/imaging.py).
 
     .venv/bin/python bench/pipeline.py [--photos DIR] [--section cpu --section rss]
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from app.imaging import THUMBNAIL_SIZE, WIDTHS, make_derivatives  # noqa: E402
+from app.media.imaging import THUMBNAIL_SIZE, WIDTHS, make_derivatives  # noqa: E402
 
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "photos"
 TARGET_MS = 50.0
@@ -217,7 +217,7 @@ def bench_pool(photos: list[Path], uploads: int = 40) -> dict:
 
 def _in_process_ms(storage, data: bytes, n: int) -> float:
     """The same work without HTTP or a queue: validate, store, derive, store."""
-    from app.imaging import inspect_upload
+    from app.media.imaging import inspect_upload
 
     started = time.perf_counter()
     inspect_upload(data, 50_000_000)
@@ -230,7 +230,7 @@ def _in_process_ms(storage, data: bytes, n: int) -> float:
 
 def bench_e2e(photos: list[Path], uploads: int = 50) -> dict:
     """Upload request → `ready`, one photo at a time, p50/p99 over `uploads`."""
-    from app.storage import S3Storage
+    from app.media.storage import S3Storage
     from bench.stack import ProductionStack
 
     datas = [p.read_bytes() for p in photos]

@@ -86,13 +86,13 @@ class ProductionStack:
                             "-w", str(self.web_workers), "--no-control-socket"])
         _wait(lambda: requests.get(f"{self.base}/healthz", timeout=2).status_code == 200, 60, "gunicorn")
         if self.worker_args is not None:
-            self._start("worker", [PY, "-m", "celery", "-A", "tasks", "worker", "--without-gossip",
+            self._start("worker", [PY, "-m", "celery", "-A", "worker:celery", "worker", "--without-gossip",
                                    "--without-mingle", "-l", "warning", *self.worker_args])
             _wait(self._worker_ready, 60, "the Celery worker")
         return self
 
     def _worker_ready(self) -> bool:
-        ping = subprocess.run([PY, "-m", "celery", "-A", "tasks", "inspect", "ping", "-t", "2"],
+        ping = subprocess.run([PY, "-m", "celery", "-A", "worker:celery", "inspect", "ping", "-t", "2"],
                               cwd=ROOT, env=self.env, capture_output=True, text=True)
         return "pong" in ping.stdout
 

@@ -43,7 +43,7 @@ class Base(DeclarativeBase):
 
 
 def id_column(**kwargs) -> Mapped[int]:
-    """A 64-bit time-ordered primary key made by `shutter_next_id()` (see app.ids)."""
+    """A 64-bit time-ordered primary key made by `shutter_next_id()` (see models.ids)."""
     return mapped_column(BigInteger, primary_key=True, default=func.shutter_next_id(), **kwargs)
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.ids import make_id
+from models.ids import make_id
 
 # How a SQLite transaction begins (an execution option read by the "begin" listener).
 SQLITE_BEGIN = "shutter_sqlite_begin"
@@ -80,7 +80,7 @@ class Database:
     """The primary engine for writes and optional read replicas for reads."""
 
     def __init__(self, url: str, replica_urls: list[str] | None = None, session_info: dict | None = None) -> None:
-        """`session_info`: what every session's `info` starts with (the services, for app/aftercommit.py)."""
+        """`session_info`: what every session's `info` starts with (the services, for app/platform/aftercommit.py)."""
         self.url = url
         self.engine = make_engine(url)
         self.replicas = [make_engine(u) for u in (replica_urls or [])]

@@ -32,7 +32,7 @@ class Photo(Base):
         UniqueConstraint("user_id", "idempotency_key"),
         Index("ix_photos_user_id_id", "user_id", "id"),
         Index("ix_photos_status_updated_at", "status", "updated_at"),
-        # The sweeper's batch of photos still to move under a token (app/rekey.py):
+        # The sweeper's batch of photos still to move under a token (app/media/rekey.py):
         # small, and empty once every old photo has moved, instead of a scan a minute.
         Index("ix_photos_without_token", "id", postgresql_where=text("derivative_token IS NULL"),
               sqlite_where=text("derivative_token IS NULL")),

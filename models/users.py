@@ -30,7 +30,7 @@ class User(Base):
     follows_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     followed_by_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # When a token of theirs was last resolved from the database, to the day
-    # (app/presence.py): fan-out skips users inactive for FEED_INACTIVE_DAYS.
+    # (app/accounts/presence.py): fan-out skips users inactive for FEED_INACTIVE_DAYS.
     last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = created_column()
 

@@ -167,7 +167,7 @@ def main() -> int:
     children: list[Child] = []
     try:
         if not env.get("REDIS_URL"):
-            from app.embedded import EmbeddedRedis
+            from app.platform.embedded import EmbeddedRedis
 
             redis = EmbeddedRedis.start(VAR / "redis")
             env["REDIS_URL"] = redis.url
@@ -189,10 +189,10 @@ def main() -> int:
         commands = {
             "web": [PY, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}",
                     "-w", workers, "--access-logfile", "-", "--no-control-socket"],
-            "worker": [PY, "-m", "celery", "-A", "tasks", "worker", *worker_args],
-            "beat": [PY, "-m", "celery", "-A", "tasks", "beat", "-l", "info",
+            "worker": [PY, "-m", "celery", "-A", "worker:celery", "worker", *worker_args],
+            "beat": [PY, "-m", "celery", "-A", "worker:celery", "beat", "-l", "info",
                      "-s", str(VAR / "celerybeat-schedule")],
-            "flower": [PY, "-m", "celery", "-A", "tasks", "flower",
+            "flower": [PY, "-m", "celery", "-A", "worker:celery", "flower",
                        "--address=127.0.0.1", f"--port={flower_port}"],
         }
         # gunicorn's workers are separate processes: Prometheus adds up their

@@ -1,21 +1,25 @@
 """Periodic work on the default queue (celery beat)."""
 from __future__ import annotations
 
+from celery import shared_task
 from celery.utils.log import get_task_logger
 
-from app import pipeline, popular, rekey, retention
-from tasks import celery, services
+from app.media import pipeline
+from app.engagement import popular
+from app.media import rekey
+from app.platform import retention
+from app.services import services
 
 log = get_task_logger(__name__)
 
 
-@celery.task(name="tasks.maintenance.sweep")
+@shared_task(name="tasks.maintenance.sweep")
 def sweep() -> dict:
-    with services().db.session() as session:
-        result = pipeline.sweep(session, services().celery)
-        purged = retention.purge(session, services().settings)
+    with services.db.session() as session:
+        result = pipeline.sweep(session, services.celery)
+        purged = retention.purge(session, services.settings)
         # Photos processed before derivative tokens: a batch a minute moves under one.
-        rekeyed = rekey.rekey_batch(session, services().storage, celery=services().celery)
+        rekeyed = rekey.rekey_batch(session, services.storage, celery=services.celery)
     if any(result.values()):
         log.info("sweep re-published %s", result)
     if any(purged.values()):
@@ -25,8 +29,8 @@ def sweep() -> dict:
     return {**result, **purged, "rekeyed": rekeyed}
 
 
-@celery.task(name="tasks.maintenance.compute_popular")
+@shared_task(name="tasks.maintenance.compute_popular")
 def compute_popular() -> int:
     """Re-rank /media/popular (every minute): readers only read the Redis set."""
-    with services().db.read_session() as session:
-        return popular.compute(session, services().redis)
+    with services.db.read_session() as session:
+        return popular.compute(session, services.redis)

@@ -1,16 +1,18 @@
-"""The media queue: derivatives, then publication. Thin wrappers over app.pipeline."""
+"""The media queue: derivatives, then publication. Thin wrappers over app.media.pipeline."""
 from __future__ import annotations
 
 import os
 
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 
-from app import pipeline
-from app.imaging import ImageRejected
-from app.storage import StorageError, StorageNotFound
-from tasks import celery, services
+from app.media import pipeline
+from app.media.imaging import ImageRejected
+from app.media.storage import StorageError, StorageNotFound
+from app.services import services
+from app.worker import ContextTask
 
 log = get_task_logger(__name__)
 
@@ -26,14 +28,14 @@ RETRY_BACKOFF = int(os.environ.get("PHOTO_RETRY_BACKOFF_SECONDS") or 2)
 RETRY_BACKOFF_MAX = int(os.environ.get("PHOTO_RETRY_BACKOFF_MAX_SECONDS") or 300)
 
 
-class PhotoTask(celery.Task):
+class PhotoTask(ContextTask):
     abstract = True
     autoretry_for = RETRYABLE
     max_retries = 8
     retry_backoff = RETRY_BACKOFF
     retry_backoff_max = RETRY_BACKOFF_MAX
     retry_jitter = True
-    # Time limits: tasks.make_celery. Past the soft one the run raises
+    # Time limits: app.worker.make_celery. Past the soft one the run raises
     # SoftTimeLimitExceeded (retried); past the hard one its worker child is
     # killed (the run counts as an attempt).
 
@@ -47,29 +49,29 @@ class PhotoTask(celery.Task):
                       photo_id, self.name, self.request.retries, type(exc).__name__)
             return
         log.error("photo %s failed in %s: %s", photo_id, self.name, type(exc).__name__)
-        with services().db.session() as session:
+        with services.db.session() as session:
             pipeline.mark_failed(session, photo_id, f"{self.name}: {type(exc).__name__}: {exc}"[:500])
 
 
-@celery.task(base=PhotoTask, name="tasks.media.process_photo")
+@shared_task(base=PhotoTask, name="tasks.media.process_photo")
 def process_photo(photo_id: int) -> None:
     try:
-        with services().db.session() as session:
-            pipeline.process_photo(session, services().storage, photo_id)
+        with services.db.session() as session:
+            pipeline.process_photo(session, services.storage, photo_id)
     except ImageRejected as error:  # not retryable: the same bytes fail the same way
         log.warning("photo %s rejected: %s", photo_id, error.message)
-        with services().db.session() as session:
+        with services.db.session() as session:
             pipeline.mark_failed(session, photo_id, error.message)
 
 
-@celery.task(name="tasks.media.delete_files", autoretry_for=RETRYABLE, max_retries=None,
+@shared_task(name="tasks.media.delete_files", autoretry_for=RETRYABLE, max_retries=None,
              retry_backoff=RETRY_BACKOFF, retry_backoff_max=RETRY_BACKOFF_MAX, retry_jitter=True)
 def delete_files(keys: list[str]) -> None:
     """A deleted photo's files, when the storage failed at the time (retried until it answers)."""
-    services().storage.delete(keys)
+    services.storage.delete(keys)
 
 
-@celery.task(base=PhotoTask, name="tasks.media.publish_photo")
+@shared_task(base=PhotoTask, name="tasks.media.publish_photo")
 def publish_photo(photo_id: int) -> None:
-    with services().db.session() as session:
-        pipeline.publish_photo(session, services().celery, photo_id, feeds=services().feeds)
+    with services.db.session() as session:
+        pipeline.publish_photo(session, services.celery, photo_id, feeds=services.feeds)

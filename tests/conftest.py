@@ -91,7 +91,7 @@ def stack(tmp_path_factory):
         return
     if STACK != "embedded":
         pytest.exit(f"SHUTTER_TEST_STACK must be production or embedded, not {STACK!r}", returncode=4)
-    from app.embedded import EmbeddedRedis
+    from app.platform.embedded import EmbeddedRedis
 
     directory = tmp_path_factory.mktemp("embedded")
     database_url = f"sqlite:///{directory / 'shutter.db'}"

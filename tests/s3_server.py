@@ -11,7 +11,7 @@ import uuid
 import pytest
 from moto.server import ThreadedMotoServer
 
-from app.storage import S3Storage
+from app.media.storage import S3Storage
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -1,4 +1,4 @@
-"""A Redis blip right after a commit (app/aftercommit.py).
+"""A Redis blip right after a commit (app/platform/aftercommit.py).
 
 The API reaches Redis through a FaultProxy, refused by a SQLAlchemy
 `after_commit` listener of the test at the request's commit: the token was
@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from app import pipeline
-from app.feeds import feed_key, following_key
+from app.media import pipeline
+from app.feeds.manager import feed_key, following_key
 from models import Block, Comment, Follow, Like, Outbox, Photo
 from tests.faults import FaultProxy
 from tests.support import Shutter
@@ -264,7 +264,7 @@ def test_with_the_broker_down_too_the_sweeper_sends_the_follow_up(make_app, sett
 # -- the unit's contract, on a real session ------------------------------------------
 
 def test_steps_run_once_after_the_commit_each_on_its_own(app):
-    from app.aftercommit import after_commit
+    from app.platform.aftercommit import after_commit
 
     ran = []
 
@@ -286,7 +286,7 @@ def test_steps_run_once_after_the_commit_each_on_its_own(app):
 
 
 def test_steps_of_a_transaction_that_did_not_commit_are_dropped(app):
-    from app.aftercommit import after_commit
+    from app.platform.aftercommit import after_commit
 
     ran = []
     with app.extensions["shutter"].db.session() as session:

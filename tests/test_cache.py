@@ -12,8 +12,8 @@ import socket
 import pytest
 import redis as redis_lib
 
-from app import pipeline
-from app.cache import CacheError, MemcachedCache, RedisCache, photo_key, user_key
+from app.media import pipeline
+from app.platform.cache import CacheError, MemcachedCache, RedisCache, photo_key, user_key
 from tests import images
 from tests.support import Shutter, assert_error
 

@@ -1,4 +1,4 @@
-"""The embedded redis-server (app/embedded.py): no Flask, no database."""
+"""The embedded redis-server (app/platform/embedded.py): no Flask, no database."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 import redis
 
-from app.embedded import PIDFILE, EmbeddedRedis
+from app.platform.embedded import PIDFILE, EmbeddedRedis
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_data_survives_restart_in_same_directory(tmp_path):
 
 
 def test_explicit_port(tmp_path):
-    from app.embedded import _free_port
+    from app.platform.embedded import _free_port
 
     port = _free_port()
     with EmbeddedRedis.start(tmp_path / "redis", port=port) as srv:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import event, select
 
-from app import pipeline
+from app.media import pipeline
 from models import Outbox
 from tests.faults import FaultProxy
 from tests.support import Shutter

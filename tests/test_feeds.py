@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import event
 
-from app import pipeline
-from app.feeds import BUILT, FeedManager, celebrities_key, feed_key, following_key, posts_key
+from app.media import pipeline
+from app.feeds.manager import BUILT, FeedManager, celebrities_key, feed_key, following_key, posts_key
 from tests.support import Shutter, assert_error
 
 
@@ -371,7 +371,7 @@ def test_a_page_costs_the_same_queries_whatever_its_size(shutter, app):
     redis = services_of(shutter).redis
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        # The assembled path each time (app/rendered.py would answer without a query).
+        # The assembled path each time (app/feeds/rendered.py would answer without a query).
         redis.delete(*redis.keys("mi:*"), *redis.keys("ui:*"))
         feed(shutter, alice, count=1)
         small = len(statements)

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
 from schemathesis.generation import GenerationMode
 
-from app import pipeline
+from app.media import pipeline
 from tests import images
 from tests.support import ALL_SCOPES, PASSWORD, Shutter, basic_auth
 

@@ -1,4 +1,4 @@
-"""app/imaging.py: upload validation and derivatives.
+"""app/media/imaging.py: upload validation and derivatives.
 
 Pure-function tests: every image is made here, in memory, with Pillow (and
 pillow_heif for HEIC); no Flask app, database or photo files are used.
@@ -14,7 +14,7 @@ import pillow_heif
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps, ImageStat
 
-from app.imaging import (
+from app.media.imaging import (
     THUMBNAIL,
     DerivativeSet,
     ImageInfo,

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app import pipeline
+from app.media import pipeline
 from models import Outbox, Photo
 from tests import images
 from tests.support import Shutter, assert_error

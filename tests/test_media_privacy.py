@@ -18,7 +18,7 @@ from PIL import ExifTags
 from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
-from app import pipeline
+from app.media import pipeline
 from models import Photo, Tag, User
 from tests import images
 from tests.support import Shutter, assert_error

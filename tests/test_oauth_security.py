@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.orm import Session
 
-from app.auth import sha256
+from app.accounts.auth import sha256
 from models import AuthorizationCode, Follow, Photo, make_engine, utcnow
 from tests import images
 from tests.support import PASSWORD, Shutter, assert_error, basic_auth

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from app.auth import SCOPES
+from app.accounts.auth import SCOPES
 from tests import images
 from tests.support import PASSWORD, assert_error, basic_auth
 

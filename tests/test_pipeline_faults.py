@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from app import create_app, pipeline
+from app import create_app
+from app.media import pipeline
 from app.config import Settings
 from models import Outbox, Photo
 from tests import images

@@ -1,5 +1,5 @@
 """Issue 11, item 2 for existing data: photos processed before derivative tokens
-(migration 0002) are moved under a token by the sweeper (app/rekey.py), on
+(migration 0002) are moved under a token by the sweeper (app/media/rekey.py), on
 local storage and on S3 (moto over HTTP); both stacks.
 
 A pre-0002 photo is made the way old rows look: a processed photo whose files
@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
-from app import rekey
-from app.storage import LocalStorage, StorageNotFound
+from app.media import rekey
+from app.media.storage import LocalStorage, StorageNotFound
 from models import Photo
 from tests.support import Shutter
 from tests.test_feeds import post_photo, services_of

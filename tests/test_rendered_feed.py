@@ -1,4 +1,4 @@
-"""The warm home feed read in one Redis round trip (app/rendered.py).
+"""The warm home feed read in one Redis round trip (app/feeds/rendered.py).
 
 A warm read must say exactly what the assembled read says, change as soon as
 what it shows changes, and never answer a token the assembled path refuses.
@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from app.media import page_users
-from app.rendered import LIKED_REF, READ_CONNECTION_NAME, Miss, liked_key, media_key
+from app.media.reader import page_users
+from app.feeds.rendered import LIKED_REF, READ_CONNECTION_NAME, Miss, liked_key, media_key
 from tests.support import Shutter, assert_error
 from tests.test_accounts import sign
 from tests.test_feeds import follow, post_photo, services_of

@@ -14,8 +14,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select, update
 
-from app import pipeline, popular, text
-from app.ids import LAST_ID_SECOND
+from app.media import pipeline
+from app.engagement import popular
+from app.platform import text
+from models.ids import LAST_ID_SECOND
 from models import Photo, Tag, utcnow
 from tests import images
 from tests.support import Shutter, assert_error
@@ -467,7 +469,7 @@ def test_activity_pages_without_gaps_and_survive_a_flushed_redis(app, shutter):
 
 
 def test_activity_beyond_the_redis_cap_is_read_from_the_database(app, shutter, monkeypatch):
-    from app import activity as activity_service
+    from app.engagement import activity as activity_service
 
     monkeypatch.setattr(activity_service, "CAP", 3)
     alice = shutter.account("alice")

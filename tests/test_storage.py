@@ -13,7 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
 from app.config import Settings
-from app.storage import (
+from app.media.storage import (
     CACHE_CONTROL,
     LocalStorage,
     S3Storage,

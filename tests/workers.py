@@ -5,9 +5,9 @@
         worker.start()                      # purges the queues, waits for "ready"
         worker.pool_pids()                  # the prefork children, to SIGKILL one
 
-The worker runs `celery -A tasks worker` exactly as in production; its
+The worker runs `celery -A worker:celery worker` exactly as in production; its
 settings reach it the way they reach production, through the environment
-(tasks/__init__.py reads Settings.from_env() at import). It is stopped at
+(worker.py builds its app from Settings.from_env() at import). It is stopped at
 teardown (SIGTERM, then SIGKILL for its whole process group), and its log is
 printed when the test failed. Registered in tests/conftest.py.
 """
@@ -73,7 +73,7 @@ class Worker:
             self.purge()
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUES,
+            [sys.executable, "-m", "celery", "-A", "worker:celery", "worker", "-Q", QUEUES,
              "-c", str(self.concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
              "-n", self.name, "-l", "info"],
             cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL, stdout=self._log_file,
@@ -110,7 +110,7 @@ class Worker:
 
     def purge(self) -> int:
         """Drop every message waiting in the worker's queues (other tests' leftovers)."""
-        from tasks import make_celery
+        from app.worker import make_celery
 
         # A connection of its own: kombu's pools are global per broker URL, and
         # closing them would break the API app's publisher in this process.

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app import popular, social, tags, text
+from app.engagement import popular
+from app.engagement import tags
+from app.platform import text
 from app.api.common import (
     Blueprint, PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
 )
 from app.api.docs import errors, success
 from app.errors import InvalidParameters, NotAllowed, NotFound
-from app.ids import LAST_ID_SECOND, min_id_for_millis
-from app.media import media_by_ids, recent_ids, visible_photo_ids
-from app.serializers import location_json, tag_json
+from models.ids import LAST_ID_SECOND, min_id_for_millis
+from app.media.reader import recent_ids
+from app.social import visibility
+from app.media.serializers import location_json, tag_json
 from app.services import services
 from models import Location, Photo
 
@@ -48,7 +51,7 @@ def _recent_page(args, *conditions):
     viewer = current_user()
     ids, cursor = recent_ids(db(), viewer.id, *conditions, count=args["count"],
                              max_id=parse_id(args["max_id"], "max_id"), min_id=parse_id(args["min_id"], "min_id"))
-    return ok(media_by_ids(db(), ids, viewer.id),
+    return ok(services.media.by_ids(db(), ids, viewer.id),
               pagination=next_page("next_max_id", cursor, url_param="max_id"))
 
 
@@ -60,9 +63,9 @@ def _recent_page(args, *conditions):
 def user_media(args, user_id):
     """A user's published media, newest first."""
     owner = user_or_404(user_id)
-    if social.is_blocked(db(), owner.id, current_user().id):
+    if visibility.is_blocked(db(), owner.id, current_user().id):
         raise NotFound("this user does not exist")
-    if not social.can_view_media(db(), current_user().id, owner):
+    if not visibility.can_view_media(db(), current_user().id, owner):
         raise NotAllowed("you cannot view this user's media")
     return _recent_page(args, Photo.user_id == owner.id)
 
@@ -95,7 +98,7 @@ def tag_media(args, name):
     viewer = current_user()
     ids, cursor = recent_ids(db(), viewer.id, count=args["count"], max_id=max_id, min_id=min_id,
                              tag_id=tag.id) if tag else ([], None)
-    return ok(media_by_ids(db(), ids, viewer.id),
+    return ok(services.media.by_ids(db(), ids, viewer.id),
               pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
 
 
@@ -146,5 +149,5 @@ def popular_media(args):
     viewer = current_user()
     # Ranked for everyone; the viewer's own blocks are applied here.
     ids = popular.ranked_ids(services.redis, args["count"])
-    visible = visible_photo_ids(db(), viewer.id, ids)
-    return ok(media_by_ids(db(), [i for i in ids if i in visible], viewer.id))
+    visible = visibility.visible_photo_ids(db(), viewer.id, ids)
+    return ok(services.media.by_ids(db(), [i for i in ids if i in visible], viewer.id))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 from urllib.parse import urlencode
 
 import flask_smorest
@@ -12,15 +13,20 @@ from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
 
 from app.api.docs import token_auth
-from app.auth import request_signature
+from app.platform import urls
+from app.accounts.auth import request_signature
 from app.errors import (
     ForbiddenSignature, InvalidParameters, NotFound, OAuthAccessTokenError, OAuthParameterError,
-    OAuthPermissionsError,
+    OAuthPermissionsError, ServiceUnavailable, error_response,
 )
-from app.ids import MAX_ID
-from app.serializers import request_base_url
+from app.media.imaging import ImageRejected
+from app.media.storage import StorageError
+from models.ids import MAX_ID
 from app.services import services
 from models import Client, User
+
+
+log = logging.getLogger(__name__)
 
 
 class Parser(FlaskParser):
@@ -77,7 +83,7 @@ def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
         return {}
     params = {k: v for k, v in request.args.items() if k not in {url_param or cursor_name, "access_token"}}
     params[url_param or cursor_name] = str(cursor)
-    return {"next_url": f"{request_base_url()}?{urlencode(params)}", cursor_name: str(cursor)}
+    return {"next_url": f"{urls.base_url()}?{urlencode(params)}", cursor_name: str(cursor)}
 
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -182,3 +188,20 @@ def current_user() -> User:
             raise OAuthAccessTokenError("The access_token provided is invalid.")
         g.viewer = user
     return g.viewer
+
+
+def register_media_error_handlers(app) -> None:
+    """The envelope for what the media domain raises, on any endpoint."""
+
+    @app.errorhandler(ImageRejected)
+    def handle_rejected_image(error: ImageRejected):
+        # Any endpoint that takes an image (uploads, profile pictures) refuses it alike.
+        code = 415 if error.error_type == "APIUnsupportedMediaType" else 400
+        return error_response(code, error.error_type, error.message)
+
+    @app.errorhandler(StorageError)
+    def handle_storage_error(error: StorageError):
+        # The photo storage (S3) failed: nothing was committed, the client may retry.
+        log.warning("storage unavailable: %s", error)
+        unavailable = ServiceUnavailable("The photo storage is unavailable; try again later.")
+        return error_response(unavailable.code, unavailable.error_type, unavailable.message)

@@ -9,7 +9,7 @@ import http
 import marshmallow as ma
 from flask_smorest import Blueprint
 
-from app.auth import SCOPES
+from app.accounts.auth import SCOPES
 
 SCOPE_DESCRIPTIONS = {
     "basic": "read a user's profile, media, feed and lists, and nothing else (every token has it)",

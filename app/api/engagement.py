@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app import activity, engagement
+from app.engagement import activity
+from app.engagement import reactions as engagement
 from app.api.common import Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
 from app.api.docs import errors, success
-from app.media import media_by_ids, user_summaries, visible_photo
-from app.serializers import comment_json, user_summary
+from app.feeds.activity import activity_objects
 from app.services import services
 
 blp = Blueprint("engagement", __name__, url_prefix="/v1", description="Likes, comments and activity")
@@ -33,7 +33,7 @@ class CommentArgs(Schema):
 
 
 def _photo(media_id: str):
-    return visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
+    return services.media.visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
 
 
 @blp.route("/media/<media_id>/likes", methods=["GET"])
@@ -45,8 +45,8 @@ def get_likes(args, media_id):
     """The users who liked this media, newest first (count, max_like_id)."""
     user_ids, cursor = engagement.likers(db(), _photo(media_id), args["count"],
                                          parse_id(args["max_like_id"], "max_like_id"))
-    users = user_summaries(db(), user_ids)
-    return ok([user_summary(users[i]) for i in user_ids if i in users],
+    users = services.media.user_summaries(db(), user_ids)
+    return ok([services.serializer.user_summary(users[i]) for i in user_ids if i in users],
               pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 
@@ -78,8 +78,8 @@ def unlike(media_id):
 def get_comments(args, media_id):
     """This media's comments, oldest first (count, cursor)."""
     rows, cursor = engagement.comments(db(), _photo(media_id), args["count"], parse_id(args["cursor"], "cursor"))
-    users = user_summaries(db(), [c.user_id for c in rows])
-    return ok([comment_json(c, users[c.user_id]) for c in rows if c.user_id in users],
+    users = services.media.user_summaries(db(), [c.user_id for c in rows])
+    return ok([services.serializer.comment_json(c, users[c.user_id]) for c in rows if c.user_id in users],
               pagination=next_page("next_cursor", cursor, url_param="cursor"))
 
 
@@ -92,7 +92,7 @@ def comment(args, media_id):
     """Comment on this media (text: 1–300 characters; @mentions notify)."""
     viewer = current_user()
     row = engagement.add_comment(db(), services, viewer.id, _photo(media_id), args["text"])
-    return ok(comment_json(row, viewer))
+    return ok(services.serializer.comment_json(row, viewer))
 
 
 @blp.route("/media/<media_id>/comments/<comment_id>", methods=["DELETE"])
@@ -114,7 +114,7 @@ def liked_media(args):
     """The media you liked, newest like first (count, max_like_id)."""
     viewer = current_user()
     photo_ids, cursor = engagement.liked(db(), viewer.id, args["count"], parse_id(args["max_like_id"], "max_like_id"))
-    return ok(media_by_ids(db(), photo_ids, viewer.id),
+    return ok(services.media.by_ids(db(), photo_ids, viewer.id),
               pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 
@@ -126,4 +126,4 @@ def activity_feed(args):
     """Likes, comments, follows, follow requests and mentions of you, newest first (count, max_id)."""
     viewer = current_user()
     rows, cursor = activity.page(db(), services.redis, viewer.id, args["count"], parse_id(args["max_id"], "max_id"))
-    return ok(activity.objects(db(), rows, viewer.id), pagination=next_page("next_max_id", cursor, url_param="max_id"))
+    return ok(activity_objects(services.media, db(), rows, viewer.id), pagination=next_page("next_max_id", cursor, url_param="max_id"))

@@ -6,9 +6,7 @@ from flask import current_app, g
 
 from app.api.common import Blueprint, PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
 from app.api.docs import success, token_auth
-from app.media import media_by_ids, page_users
-from app.rendered import RenderedPage
-from app.serializers import url_base
+from app.feeds.rendered import RenderedPage
 from app.services import services
 
 blp = Blueprint("feeds", __name__, url_prefix="/v1", description="The home feed")
@@ -23,8 +21,8 @@ def feed(args):
     count, max_id, min_id = args["count"], parse_id(args["max_id"], "max_id"), parse_id(args["min_id"], "min_id")
     raw_token = request_token()
 
-    # Warm: one round trip does the token, the page and its media objects (app/rendered.py).
-    base = url_base()
+    # Warm: one round trip does the token, the page and its media objects (app/feeds/rendered.py).
+    base = services.serializer.url_base()
     rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id, base)
     if isinstance(rendered, RenderedPage):
         authorize(services.tokens.from_cached(rendered.token))  # nothing is sent before this passes
@@ -38,7 +36,7 @@ def feed(args):
     session = db()
     viewer_id = g.token.user_id  # all a feed needs: no query for the User row
     page = services.feeds.page(session, viewer_id, count, max_id, min_id)
-    users = page_users(session, page.entries, page.photo_ids)
-    media = media_by_ids(session, page.photo_ids, viewer_id, page.entries, users)
+    users = services.media.page_users(session, page.entries, page.photo_ids)
+    media = services.media.by_ids(session, page.photo_ids, viewer_id, page.entries, users)
     services.rendered.warm(session, viewer_id, rendered, page, users, base)
     return ok(media, pagination=next_page("next_max_id", page.next_max_id, url_param="max_id"))

@@ -50,7 +50,7 @@ def healthz():
 def media(key: str):
     """Serves the local storage folder (the embedded default; S3 has a CDN)."""
     # Originals keep the uploader's EXIF and GPS: only derivatives and profile
-    # pictures are served, as images (app.storage.served_type).
+    # pictures are served, as images (app.media.storage.served_type).
     found = services.storage.served_file(key) if services.settings.storage_backend == "local" else None
     if found is None:
         abort(404)

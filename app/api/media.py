@@ -5,12 +5,11 @@ import marshmallow as ma
 from flask import request
 from flask_smorest.fields import Upload
 
-from app import pipeline
+from app.media import pipeline
 from app.api.common import Blueprint, Schema, current_user, db, ok, parse_id, require_token
 from app.api.docs import errors, multipart, success
 from app.errors import APIError, InvalidParameters, NotFound
-from app.ids import id_from_shortcode
-from app.media import media_objects, visible_photo
+from models.ids import id_from_shortcode
 from app.services import services
 
 blp = Blueprint("media", __name__, url_prefix="/v1", description="Photos")
@@ -83,7 +82,7 @@ def upload(args):
         db(), services.storage, services.celery, current_user(), upload_file.read(), fields,
         services.settings.max_image_pixels,
     )
-    return ok(media_objects(db(), [photo], current_user().id)[0], code=202)
+    return ok(services.media.objects(db(), [photo], current_user().id)[0], code=202)
 
 
 @blp.route("/media/<media_id>", methods=["GET"])
@@ -92,8 +91,8 @@ def upload(args):
 @require_token()
 def get_media(media_id):
     """A media object by id ("<photo id>_<owner id>" or the photo id)."""
-    photo = visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
-    return ok(media_objects(db(), [photo], current_user().id)[0])
+    photo = services.media.visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
+    return ok(services.media.objects(db(), [photo], current_user().id)[0])
 
 
 @blp.route("/media/shortcode/<code>", methods=["GET"])
@@ -105,8 +104,8 @@ def get_media_by_shortcode(code):
     photo_id = id_from_shortcode(code)
     if photo_id is None:
         raise NotFound("invalid shortcode")
-    photo = visible_photo(db(), current_user().id, photo_id)
-    return ok(media_objects(db(), [photo], current_user().id)[0])
+    photo = services.media.visible_photo(db(), current_user().id, photo_id)
+    return ok(services.media.objects(db(), [photo], current_user().id)[0])
 
 
 @blp.route("/media/<media_id>", methods=["DELETE"])
@@ -116,7 +115,7 @@ def get_media_by_shortcode(code):
 def delete_media(media_id):
     """Delete your own photo: from storage, feeds, search and everything else."""
     session = db()
-    photo = visible_photo(session, current_user().id, parse_id(media_id, "media id"))
+    photo = services.media.visible_photo(session, current_user().id, parse_id(media_id, "media id"))
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
     if not pipeline.delete_photo(session, services.storage, photo, services.celery):

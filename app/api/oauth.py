@@ -17,12 +17,11 @@ from sqlalchemy import func, select, update
 from app.api.common import Blueprint, Schema, db, ok
 from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
-from app.auth import (
+from app.accounts.auth import (
     SCOPES, authenticate_client, new_client_credentials, parse_scopes, same_redirect_uri, sha256,
 )
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
-from app.serializers import user_summary
 from app.services import services
 from models import AuthorizationCode, Client, User, begin_read, begin_write, utcnow
 
@@ -150,7 +149,7 @@ def access_token(args):
         scopes = claimed.scopes.split()
     token = services.tokens.issue(session, user.id, client, scopes)
     session.commit()
-    return {"access_token": token, "user": user_summary(user), "meta": {"code": 200}}
+    return {"access_token": token, "user": services.serializer.user_summary(user), "meta": {"code": 200}}
 
 
 @blp.route("/oauth/authorize", methods=["GET"])

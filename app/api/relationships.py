@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app import activity, social
+from app.engagement import activity
+from app.social import relationships as social
+from app.social import visibility
 from app.api.common import Blueprint, Schema, current_user, db, ok, require_token, user_or_404
 from app.api.docs import errors, success
 from app.errors import InvalidParameters, NotFound
@@ -20,7 +22,7 @@ def _target(user_id: str, *, hide_if_blocked: bool = True):
     target = None if user_id == "self" else user_or_404(user_id)
     if target is None or target.id == current_user().id:
         raise InvalidParameters("A relationship needs another user's id, not self.")
-    if hide_if_blocked and social.is_blocked(db(), target.id, current_user().id):
+    if hide_if_blocked and visibility.is_blocked(db(), target.id, current_user().id):
         raise NotFound("this user does not exist")
     return target
 

@@ -9,18 +9,20 @@ from flask_smorest.fields import Upload
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app import activity, social, text
+from app.engagement import activity
+from app.social import relationships as social
+from app.social import visibility
+from app.platform import text
 from app.api.common import (
     Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
 )
 from app.api.docs import NO_AUTH, errors, multipart, success
-from app.aftercommit import after_commit, user_changed
-from app.auth import new_password_hash, set_password
+from app.platform.aftercommit import after_commit
+from app.platform.changes import user_changed
+from app.accounts.auth import new_password_hash, set_password
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
-from app.paging import split_page
-from app.profiles import store_profile_picture
-from app.serializers import user_full, user_summary
+from app.platform.paging import split_page
 from app.services import services
 from models import Block, Follow, User, begin_write
 
@@ -91,7 +93,7 @@ def signup(args):
         session.rollback()
         taken = session.scalar(select(User.id).where(User.username_key == args["username"].lower()))
         raise Conflict("This username is taken." if taken else "This email is already registered.")
-    return ok(user_full(user), code=201)
+    return ok(services.serializer.user_full(user), code=201)
 
 
 @blp.route("/users/<user_id>", methods=["GET"])
@@ -101,9 +103,9 @@ def signup(args):
 def get_user(user_id):
     """A user's full profile, with counts."""
     user = user_or_404(user_id)
-    if social.is_blocked(db(), user.id, current_user().id):
+    if visibility.is_blocked(db(), user.id, current_user().id):
         raise NotFound("this user does not exist")
-    return ok(user_full(user))
+    return ok(services.serializer.user_full(user))
 
 
 @blp.route("/users/self", methods=["POST"])
@@ -122,7 +124,7 @@ def edit_profile(args):
     session.commit()
     password_hash = _new_password_hash(user, args.pop("password", None), args.pop("current_password", None))
     picture = request.files.get("profile_picture")
-    new_picture = store_profile_picture(user.id, picture.read()) if picture is not None else None
+    new_picture = services.profile_pictures.store(user.id, picture.read()) if picture is not None else None
     begin_write(session)
     if password_hash is not None:
         set_password(session, services.tokens, user, password_hash)
@@ -141,7 +143,7 @@ def edit_profile(args):
         after_commit(session).best_effort("storage.delete", services.storage.delete, [replaced])
     session.commit()
     session.refresh(user)
-    return ok(user_full(user))
+    return ok(services.serializer.user_full(user))
 
 
 def _new_password_hash(user: User, new: str | None, current: str | None) -> str | None:
@@ -169,7 +171,7 @@ def search_users(args):
         .order_by(func.length(User.username), User.id)
         .limit(args["count"])
     ).all()
-    return ok([user_summary(u) for u in users])
+    return ok([services.serializer.user_summary(u) for u in users])
 
 
 def _follow_list(user, args, *, followers: bool, status: str = "active"):
@@ -187,12 +189,12 @@ def _follow_list(user, args, *, followers: bool, status: str = "active"):
         query = query.where(Follow.id < cursor)
     rows, next_cursor = split_page(db().execute(query).all(), args["count"], lambda row: row[1])
     pagination = next_page("next_cursor", next_cursor, url_param="cursor")
-    return ok([user_summary(u) for u, _ in rows], pagination=pagination)
+    return ok([services.serializer.user_summary(u) for u, _ in rows], pagination=pagination)
 
 
 def _visible_graph_owner(user_id: str) -> User:
     user = user_or_404(user_id)
-    if not social.can_view_media(db(), current_user().id, user):
+    if not visibility.can_view_media(db(), current_user().id, user):
         raise NotAllowed("you cannot view this resource")
     return user
 

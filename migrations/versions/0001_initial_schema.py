@@ -7,7 +7,7 @@ Create Date: 2026-11-24 03:16:13.588503
 from alembic import op
 import sqlalchemy as sa
 
-from app.ids import PG_DROP_NEXT_ID_SQL, PG_NEXT_ID_SQL
+from models.ids import PG_DROP_NEXT_ID_SQL, PG_NEXT_ID_SQL
 
 
 revision = '0001'
@@ -21,7 +21,7 @@ def is_postgresql() -> bool:
 
 
 def id_column() -> sa.Column:
-    # PostgreSQL makes the time-ordered 64-bit ids itself (app/ids.py); on
+    # PostgreSQL makes the time-ordered 64-bit ids itself (models/ids.py); on
     # SQLite the models pass shutter_next_id() registered per connection.
     default = sa.text("shutter_next_id()") if is_postgresql() else None
     return sa.Column("id", sa.BigInteger(), nullable=False, server_default=default)

@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-01 22:50:00
 
 The sweeper moves photos processed before tokens existed a batch a minute
-(app/rekey.py); this index keeps that query from scanning every photo once
+(app/media/rekey.py); this index keeps that query from scanning every photo once
 none is left.
 """
 from alembic import op

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.aftercommit import after_commit
+from app.platform.aftercommit import after_commit
 from app.errors import InvalidParameters, NotAllowed
+from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
 
 ACTIONS = ("follow", "unfollow", "block", "unblock", "approve", "ignore")
@@ -31,7 +32,7 @@ class Change:
 
 # The after-commit unit's state (dropped with a rollback): (user id,
 # followed_by_count after the change, delta) of this transaction's follow
-# changes, for app.feeds.promise_crossings.
+# changes, for app.feeds.manager.promise_crossings.
 FOLLOWED_BY_CHANGED = "followed_by_changed"
 
 
@@ -48,32 +49,6 @@ def _bump_counts(session: Session, follower_id: int, followee_id: int, delta: in
         execution_options={"synchronize_session": False},
     )
     after_commit(session).state.setdefault(FOLLOWED_BY_CHANGED, []).append((followee_id, followed_by, delta))
-
-
-def follow_status(session: Session, follower_id: int, followee_id: int) -> str | None:
-    return session.scalar(
-        select(Follow.status).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
-    )
-
-
-def is_blocked(session: Session, blocker_id: int, blocked_id: int) -> bool:
-    return bool(session.scalar(select(exists().where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id))))
-
-
-def blocked_either_way(session: Session, a: int, b: int) -> bool:
-    return bool(session.scalar(select(exists().where(or_(
-        (Block.blocker_id == a) & (Block.blocked_id == b),
-        (Block.blocker_id == b) & (Block.blocked_id == a),
-    )))))
-
-
-def can_view_media(session: Session, viewer_id: int, owner: User) -> bool:
-    """Private accounts show their media to approved followers only; blocks hide everything."""
-    if viewer_id == owner.id:
-        return True
-    if blocked_either_way(session, viewer_id, owner.id):
-        return False
-    return not owner.is_private or follow_status(session, viewer_id, owner.id) == "active"
 
 
 def relationship(session: Session, viewer_id: int, target: User) -> dict:

@@ -17,7 +17,7 @@ request or task, whose commit stands.
   caller says which, beside the registration. Where nothing would repair it
   (a set that is never rebuilt while it exists), `retry_as` names a task
   that does the work later if it fails right after the commit.
-- must_happen: an outbox row (app/outbox.py) added in the same transaction
+- must_happen: an outbox row (app/platform/outbox.py) added in the same transaction
   names a task that does the work idempotently. After the commit the work
   is tried here at once (`now`, the same function the task calls) and the
   row is marked done; if that fails, the row is published to the broker
@@ -37,8 +37,7 @@ from typing import Any, Callable
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app import outbox
-from app.cache import photo_keys, user_key
+from app.platform import outbox
 from models import Outbox
 
 log = logging.getLogger(__name__)
@@ -121,40 +120,6 @@ def after_commit(session: Session) -> AfterCommit:
     if unit is None:
         unit = session.info[_KEY] = AfterCommit(session.info.get(SERVICES))
     return unit
-
-
-# -- steps that several writers share ------------------------------------------
-
-# The tasks that redo a shared step that failed (tasks/feeds.py): a late
-# tombstone is harmless, its readers load the row again.
-INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
-FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
-FORGET_USERS_TASK = "tasks.feeds.forget_users"
-
-
-def photo_changed(session: Session, photo_id: int) -> None:
-    """Its likes, comments or existence changed: the cached and rendered copies go.
-
-    Without the retry a failed invalidate would leave the old photo to readers
-    for the rest of its TTL (cache.DEFAULT_TTL, an hour, on memcached), and a
-    failed forget the old rendered media (its counts) to warm feed reads for
-    rendered.MEDIA_TTL (ten minutes); they still do if the task is lost too.
-    """
-    unit = after_commit(session)
-    svc = unit.services
-    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=photo_keys(photo_id))
-    unit.best_effort("rendered.forget_photos", svc.rendered.forget_photos, retry_as=FORGET_PHOTOS_TASK,
-                     photo_ids=[photo_id])
-
-
-def user_changed(session: Session, user_id: int) -> None:
-    """Their name or picture changed: cached summaries and rendered ones go
-    (as for photos; a rendered summary would stay for rendered.USER_TTL, an hour)."""
-    unit = after_commit(session)
-    svc = unit.services
-    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[user_key(user_id)])
-    unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
-                     user_ids=[user_id])
 
 
 # -- the session events --------------------------------------------------------

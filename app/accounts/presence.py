@@ -23,7 +23,7 @@ RETURN_MARGIN = timedelta(hours=1)
 
 class Presence:
     def __init__(self, feeds) -> None:
-        self.feeds = feeds  # app.feeds.FeedManager
+        self.feeds = feeds  # app.feeds.manager.FeedManager
 
     def seen(self, session: Session, user_id: int, last_active_at: datetime | None) -> None:
         """A token of the user's was resolved from the database (`session` holds nothing pending)."""

@@ -13,7 +13,7 @@ merging, so a write racing the rebuild is never lost. An id whose row is
 gone is dropped when a reader meets it.
 
 Writers record rows with `record`/`remove` and commit: the transaction's
-after-commit unit (app/aftercommit.py) then mirrors what it did into Redis.
+after-commit unit (app/platform/aftercommit.py) then mirrors what it did into Redis.
 If Redis fails right then, the mirror is handed to a task
 (tasks.feeds.publish_activity, through the outbox) that retries until Redis
 answers: a copy that holds its sentinel is never rebuilt, so a missed id
@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from app import social, text
-from app.aftercommit import after_commit
-from models import Activity, Block, Comment, User
+from app.social import visibility
+from app.platform import text
+from app.platform.aftercommit import after_commit
+from models import Activity, Block, User
 
 CAP = 100
 TTL_SECONDS = 30 * 24 * 3600  # an inactive user's copy goes; the rows stay
@@ -85,7 +86,7 @@ def record_mentions(session: Session, actor_id: int, photo, written: str | None,
         return
     owner = session.get(User, photo.user_id)
     for user in session.scalars(select(User).where(User.username_key.in_(names)).order_by(User.id)):
-        if user.id not in skip and social.can_view_media(session, user.id, owner):
+        if user.id not in skip and visibility.can_view_media(session, user.id, owner):
             record(session, user.id, actor_id, "mention", photo.id, comment_id)
 
 
@@ -151,8 +152,6 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
     activity whose media the user cannot see (yet): a caption mention shows
     once the photo is published.
     """
-    from app.media import visible_photo_ids
-
     ids = _page_ids(session, redis, user_id, count, max_id)
     more = len(ids) > count
     ids = ids[:count]
@@ -169,34 +168,10 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
         ))):
             blocked.add(blocked_id if blocker == user_id else blocker)
     photo_ids = {a.photo_id for a in rows.values() if a.photo_id}
-    visible = visible_photo_ids(session, user_id, photo_ids)
+    visible = visibility.visible_photo_ids(session, user_id, photo_ids)
     shown = [rows[i] for i in ids if i in rows and rows[i].actor_id not in blocked
              and (rows[i].photo_id is None or rows[i].photo_id in visible)]
     return shown, (ids[-1] if more else None)
-
-
-def objects(session: Session, rows: list[Activity], viewer_id: int) -> list[dict]:
-    """The feed's JSON for `rows`: {"id", "type", "created_time", "from", "media", "comment"}."""
-    from app.media import media_by_ids, user_summaries
-    from app.serializers import comment_json, user_summary
-
-    actors = user_summaries(session, {a.actor_id for a in rows})
-    photo_ids = list(dict.fromkeys(a.photo_id for a in rows if a.photo_id))
-    media = {int(m["id"].split("_")[0]): m for m in media_by_ids(session, photo_ids, viewer_id)}
-    comment_ids = [a.comment_id for a in rows if a.comment_id]
-    comments = {c.id: c for c in session.scalars(select(Comment).where(Comment.id.in_(comment_ids)))} \
-        if comment_ids else {}
-    return [
-        {
-            "id": str(a.id),
-            "type": a.type,
-            "created_time": str(int(a.created_at.timestamp())),
-            "from": user_summary(actors[a.actor_id]),
-            "media": media.get(a.photo_id),
-            "comment": comment_json(comments[a.comment_id], actors[a.actor_id]) if a.comment_id in comments else None,
-        }
-        for a in rows if a.actor_id in actors
-    ]
 
 
 # -- the social graph ----------------------------------------------------------
@@ -214,7 +189,7 @@ def follow_ended(session: Session, follower_id: int, followee_id: int) -> None:
 
 
 def follow_changed(session: Session, viewer_id: int, target_id: int, change) -> None:
-    """The activity of a relationship action (an app.social.Change), in its transaction."""
+    """The activity of a relationship action (an app.social.relationships.Change), in its transaction."""
     if change.follow_started:
         follow_started(session, *change.follow_started)
     if change.follow_requested:

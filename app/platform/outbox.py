@@ -19,9 +19,13 @@ from models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-# What each kind of row publishes, built from its payload.
+# What each kind of row publishes, built from its payload. Two kinds are a
+# photo's (the task names are the media and feed queues' contract); any other
+# kind is a task name.
 PROCESS_PHOTO = "process_photo"  # the media chain: derive + store, then publish
-PUBLISH_PHOTO = "publish_photo"  # the downstream group of a photo that became ready
+PUBLISH_PHOTO = "publish_photo"  # the downstream group of a photo that became ready (payload: tasks)
+# The group of a publish_photo row that names no tasks: rows written before they did.
+DEFAULT_DOWNSTREAM = ("tasks.feeds.fan_out",)
 # Seconds to wait for RabbitMQ to confirm a message before the row is left for the sweeper.
 CONFIRM_TIMEOUT = 2
 
@@ -53,9 +57,7 @@ def signature_for(celery: Celery, row: Outbox):
             celery.signature("tasks.media.publish_photo", args=(row.photo_id,), immutable=True),
         )
     if row.kind == PUBLISH_PHOTO:
-        from app.pipeline import downstream_task_names
-
-        names = (row.payload or {}).get("tasks") or downstream_task_names()
+        names = (row.payload or {}).get("tasks") or DEFAULT_DOWNSTREAM
         return group(celery.signature(name, args=(row.photo_id,)) for name in names) if names else None
     # Any other kind is a plain task name with keyword arguments.
     return celery.signature(row.kind, kwargs=row.payload or {})

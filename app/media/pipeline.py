@@ -26,10 +26,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import activity, imaging, outbox, tags
-from app.aftercommit import after_commit, photo_changed
-from app.ids import shortcode
-from app.storage import Storage, StorageError
+from app.engagement import activity
+from app.media import imaging
+from app.platform import outbox
+from app.engagement import tags
+from app.platform.aftercommit import after_commit
+from app.platform.changes import photo_changed
+from models.ids import shortcode
+from app.media.storage import Storage, StorageError
 from models import Location, Photo, PhotoTag, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -133,7 +137,7 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
 def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: str, content_type: str,
                   fields: UploadFields) -> Photo:
     """The photo, its tags and mentions, and its outbox row, in one commit
-    (the row is published after it: app/aftercommit.py)."""
+    (the row is published after it: app/platform/aftercommit.py)."""
     photo = Photo(
         id=photo_id, user_id=user_id, shortcode=shortcode(photo_id), status="processing",
         caption=fields.caption, filter=fields.filter or "Normal",
@@ -145,7 +149,7 @@ def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: st
     session.add(photo)
     session.flush()  # the photo row before its outbox row (foreign key)
     tags.attach(session, photo_id, fields.caption)
-    # Mentioned users see the activity once the photo is published (app.activity.page).
+    # Mentioned users see the activity once the photo is published (app.engagement.activity.page).
     activity.record_mentions(session, user_id, photo, fields.caption)
     after_commit(session).must_happen(session, row, celery=celery)
     session.commit()
@@ -232,7 +236,7 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
 def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
     """processing → ready, once; the downstream work is promised in the same commit.
 
-    `feeds` (app.feeds.FeedManager): the author's own feed gets the photo at
+    `feeds` (app.feeds.manager.FeedManager): the author's own feed gets the photo at
     once, not behind the feed queue; fan_out does it again if this fails.
     """
     photo = session.get(Photo, photo_id)

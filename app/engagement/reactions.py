@@ -5,8 +5,8 @@ they count, by `UPDATE … SET n = n ± 1` only when a row really appeared
 (insert in a savepoint; a duplicate fails the savepoint, not the request)
 or really disappeared (DELETE … RETURNING), so they stay exact under
 concurrent requests. Each writer registers, before its commit, what must
-follow it (app/aftercommit.py): the activity's mirror in Redis, and dropping
-what the cache and the rendered feed (app/rendered.py) hold of the photo.
+follow it (app/platform/aftercommit.py): the activity's mirror in Redis, and dropping
+what the cache and the rendered feed (app/feeds/rendered.py) hold of the photo.
 `svc` is the services container (app.services.Services).
 """
 from __future__ import annotations
@@ -15,11 +15,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import activity
-from app.aftercommit import after_commit, photo_changed
+from app.engagement import activity
+from app.platform.aftercommit import after_commit
+from app.platform.changes import photo_changed
 from app.errors import APIError, NotFound
-from app.media import visible_to
-from app.paging import split_page
+from app.social.visibility import visible_to
+from app.platform.paging import split_page
 from models import Activity, Comment, Like, Photo, User
 
 LIKED_TASK = "tasks.feeds.liked_changed"

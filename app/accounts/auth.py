@@ -15,8 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.aftercommit import after_commit
-from app.clocks import STAMP_LUA, Clocks
+from app.platform.aftercommit import after_commit
+from app.platform.clocks import STAMP_LUA, Clocks
 from models import AccessToken, Client, User, utcnow
 
 # v1's four, plus publish (an addition): upload, delete and profile edits; basic stays read-only.
@@ -144,7 +144,7 @@ class TokenInfo:
 
 FORGET_TOKENS_TASK = "tasks.feeds.forget_tokens"  # redoes a forget that failed after the revoking commit
 
-# KEYS: the cached lookups to drop, then their clocks (app/clocks.py), in the same order.
+# KEYS: the cached lookups to drop, then their clocks (app/platform/clocks.py), in the same order.
 FORGET_TOKENS_LUA = STAMP_LUA + """
 local half = #KEYS / 2
 for i = 1, half do
@@ -159,12 +159,12 @@ class TokenService:
 
     A revoked token's cached lookup is dropped after the revoking commit, and its
     clock stamped, so a lookup that read the database before that commit cannot
-    cache it again (app/clocks.py)."""
+    cache it again (app/platform/clocks.py)."""
 
     def __init__(self, redis, cache_seconds: int, presence=None) -> None:
         self.redis = redis
         self.cache_seconds = cache_seconds
-        self.presence = presence  # app.presence.Presence: told of each lookup from the database
+        self.presence = presence  # app.accounts.presence.Presence: told of each lookup from the database
         self.clocks = Clocks(redis)
         self._forget = redis.register_script(FORGET_TOKENS_LUA)
 

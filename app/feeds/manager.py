@@ -33,7 +33,7 @@ racing builds write the same members, so no lock is needed.
 
 Inactive users. Fan-out skips followers whose users.last_active_at is older
 than FEED_INACTIVE_DAYS, and feed:{user} carries a TTL of that length, set
-when it is built or written and when the user is seen (app/presence.py): the
+when it is built or written and when the user is seen (app/accounts/presence.py): the
 feed of a user who stays away expires at most twice that after their last
 visit, instead of growing, as Mastodon's do. A returning user's feed is deleted before their
 first request (it missed what fan-out skipped) and rebuilt on read.
@@ -53,11 +53,12 @@ from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from app import outbox, social
-from app.aftercommit import after_commit
-from app.clocks import STAMP_LUA, Clocks
+from app.platform import outbox
+from app.social import relationships as social
+from app.platform.aftercommit import after_commit
+from app.platform.clocks import STAMP_LUA, Clocks
 from app.config import Settings
-from app.media import media_entries
+from app.media.reader import MediaReader
 from models import Block, Database, Follow, Photo, User, utcnow
 
 CHUNK = Settings.fanout_chunk  # FANOUT_CHUNK's default: followers per fan-out task and Redis round trip
@@ -81,7 +82,7 @@ def feed_key(user_id: int) -> str:
 @dataclass
 class FeedPage:
     photo_ids: list[int]  # newest first, all visible to the viewer
-    entries: dict[int, dict]  # app.media.media_entries of those photos
+    entries: dict[int, dict]  # MediaReader.entries of those photos
     next_max_id: int | None
     gone: list[int] = field(default_factory=list)  # ids looked at whose photo no longer exists
 
@@ -99,12 +100,12 @@ def posts_key(user_id: int) -> str:
 
 
 def follows_clock_key(user_id: int) -> str:
-    """When the user's follows last changed (app/clocks.py)."""
+    """When the user's follows last changed (app/platform/clocks.py)."""
     return f"follows:{user_id}:changed"
 
 
 # After a committed follow change of user KEYS[3]: drop what is derived from
-# their follows (celebs, following) and stamp their follows clock (app/clocks.py).
+# their follows (celebs, following) and stamp their follows clock (app/platform/clocks.py).
 FOLLOWS_CHANGED = STAMP_LUA + """
 redis.call('DEL', KEYS[1], KEYS[2])
 stamp(KEYS[3])
@@ -124,9 +125,10 @@ def _bulk(value: bytes) -> bytes:
 
 
 class FeedManager:
-    def __init__(self, redis, db: Database, settings: Settings, celery=None) -> None:
+    def __init__(self, redis, db: Database, settings: Settings, media: MediaReader, celery=None) -> None:
         self.redis = redis
         self.db = db
+        self.media = media  # the entries of the photos a page shows
         self.settings = settings
         self.celery = celery  # publishes the outbox rows this manager promises
         self.clocks = Clocks(redis)
@@ -297,9 +299,9 @@ class FeedManager:
     # -- crossing the celebrity threshold ------------------------------------------
     def promise_crossings(self, session: Session) -> None:
         """Before the commit of a follow change: an account whose follower count
-        crossed the celebrity threshold (either way, app.social records the
+        crossed the celebrity threshold (either way, app.social.relationships records the
         counts) gets its followers' catch-up promised in the same commit,
-        published after it (app/aftercommit.py; the sweeper if the broker is down)."""
+        published after it (app/platform/aftercommit.py; the sweeper if the broker is down)."""
         threshold = self.settings.celebrity_threshold
         unit = after_commit(session)
         crossed = sorted({user_id for user_id, count, delta in unit.state.pop(social.FOLLOWED_BY_CHANGED, [])
@@ -372,9 +374,9 @@ class FeedManager:
 
     def apply_change(self, session: Session, change) -> None:
         """Promise, in the caller's transaction, the feed follow-up of a
-        relationship change (app.social.Change).
+        relationship change (app.social.relationships.Change).
 
-        Each follow that started or ended is an outbox row (app/aftercommit.py):
+        Each follow that started or ended is an outbox row (app/platform/aftercommit.py):
         done at once after the commit, or by its task if Redis fails then. Both
         must happen: a block or unfollow missed here would leave the followee's
         photos (private ones too) in the feed and in `following:{viewer}` for
@@ -418,7 +420,7 @@ class FeedManager:
         )) is not None
 
     def owner_seen(self, user_id: int, returning: bool) -> None:
-        """The user is active again (app/presence.py): their feed lives another
+        """The user is active again (app/accounts/presence.py): their feed lives another
         FEED_INACTIVE_DAYS; if they were away, it goes (fan-out skipped them), to
         be rebuilt on their next read."""
         if returning:
@@ -579,7 +581,7 @@ class FeedManager:
         while len(ids) < count and looked < len(candidates):
             batch = candidates[looked:looked + count - len(ids)]
             looked += len(batch)
-            found = media_entries(session, batch)
+            found = self.media.entries(session, batch)
             gone += [i for i in batch if i not in found]
             loaded = {i: e for i, e in found.items() if e["body"]["status"] == "ready"}
             owners = {e["user_id"] for e in loaded.values()} - {viewer_id}

@@ -2,11 +2,11 @@ r"""The warm home feed in one Redis round trip: media objects pre-rendered,
 and a script that looks up the token, pages the feed, checks who may see
 what and names the rendered media to show, all inside Redis.
 
-Why. Assembling a page the long way (FeedManager.page, then app.media) takes
+Why. Assembling a page the long way (FeedManager.page, then app.media.reader) takes
 five round trips (token, followed celebrities, the feed range, the followee
 check, the cache) and builds twenty media objects in Python. Here the route
 sends one EVALSHA, and fills a few placeholders in the rendered JSON it names.
-FeedManager (feeds.py) and app.media stay the source of truth, and the path
+FeedManager (feeds.py) and app.media.reader stay the source of truth, and the path
 for whatever is cold.
 
 What Redis holds for it, beside FeedManager's sets and the token cache:
@@ -81,10 +81,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clocks import NOW_LUA, STAMP_LUA
-from app.feeds import BUILT, SLACK, FeedManager, FeedPage, following_key
-from app.media import UserSummary, media_object
-from app.serializers import user_summary
+from app.platform.clocks import NOW_LUA, STAMP_LUA
+from app.feeds.manager import BUILT, SLACK, FeedManager, FeedPage, following_key
+from app.media.reader import MediaReader, UserSummary
 from models import Like
 
 log = logging.getLogger(__name__)
@@ -279,7 +278,7 @@ for _, key in ipairs(KEYS) do redis.call('SET', key, tombstone, 'EX', ARGV[1]) e
 """
 
 # A committed like (ARGV[1] = '1') or unlike of photo ARGV[2]: the set follows
-# it, and its clock is stamped (app/clocks.py). KEYS: liked:{u}, its clock.
+# it, and its clock is stamped (app/platform/clocks.py). KEYS: liked:{u}, its clock.
 LIKED_CHANGED = STAMP_LUA + """
 if ARGV[1] == '1' then redis.call('SADD', KEYS[1], ARGV[2]) else redis.call('SREM', KEYS[1], ARGV[2]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -325,25 +324,25 @@ def _fill_in(media: list[list[str]], likes: str, users: dict[str, str]) -> str:
     return ",".join(objects)
 
 
-def render_media(entry: dict) -> tuple[str, list[str]]:
+def render_media(media_reader: MediaReader, entry: dict) -> tuple[str, list[str]]:
     """A ready photo's media_entries() entry as a fragment, and the ids of the
     users it shows (its placeholders), in order."""
     refs = {entry["user_id"], *entry["liker_ids"], *(c["user_id"] for c in entry["comments"])}
-    media = media_object(entry, {i: f"{_REF}:{i}" for i in refs},
-                         user_has_liked=f"{_REF}:{LIKED_REF}", base=_REF_BASE)
+    media = media_reader.media_object(entry, {i: f"{_REF}:{i}" for i in refs},
+                                      user_has_liked=f"{_REF}:{LIKED_REF}", base=_REF_BASE)
     text = orjson.dumps(media).decode().replace(_REF_BASE, BASE)
     shown = list(dict.fromkeys(ref for ref in _REF_PATTERN.findall(text) if ref != LIKED_REF))
     return _REF_PATTERN.sub(lambda m: f"{REF_START}{m[1]}{REF_END}", text), shown
 
 
-def render_user(summary: UserSummary) -> str:
+def render_user(media_reader: MediaReader, summary: UserSummary) -> str:
     """A user summary as a fragment."""
-    return orjson.dumps(user_summary(summary, _REF_BASE)).decode().replace(_REF_BASE, BASE)
+    return orjson.dumps(media_reader.serializer.user_summary(summary, _REF_BASE)).decode().replace(_REF_BASE, BASE)
 
 
 class RenderedFeed:
     def __init__(self, redis, feeds: FeedManager) -> None:
-        # Every cache backend is shared and invalidated by writers (app/cache.py),
+        # Every cache backend is shared and invalidated by writers (app/platform/cache.py),
         # so what is rendered from it lives its own TTLs.
         self.redis = redis
         self.feeds = feeds
@@ -442,7 +441,7 @@ class RenderedFeed:
         index: dict[str, tuple[str, int]] = {}
         fragments: dict[str, tuple[str, int]] = {}
         for photo_id in page.photo_ids:
-            text, shown = render_media(page.entries[photo_id])
+            text, shown = render_media(self.feeds.media, page.entries[photo_id])
             digest = fragment_hash(text)
             fragments[digest] = (text, self.media_ttl + HELD_TTL)
             owner = str(page.entries[photo_id]["user_id"])
@@ -452,7 +451,7 @@ class RenderedFeed:
         for photo_id in page.gone:
             index[media_key(photo_id)] = (GONE, GONE_TTL)
         for user_id, summary in users.items():
-            text = render_user(summary)
+            text = render_user(self.feeds.media, summary)
             digest = fragment_hash(text)
             fragments[digest] = (text, self.user_ttl + HELD_TTL)
             index[user_key(user_id)] = (digest, self.user_ttl)

@@ -34,7 +34,7 @@ TOMBSTONE = {"__invalidated__": True}
 
 class CacheError(Exception):
     """An invalidation did not reach the cache: its writer must try again
-    (app/aftercommit.py hands it to a task), or readers keep the old value."""
+    (app/platform/aftercommit.py hands it to a task), or readers keep the old value."""
 
 
 def user_key(user_id: int) -> str:

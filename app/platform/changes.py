@@ -1,0 +1,44 @@
+"""The after-commit steps that every writer of a photo or a user shares: the
+cached and rendered copies go (app.platform.aftercommit runs them).
+
+The cache and the rendered feed are reached through the session's services
+container, not imported: likes and comments (engagement), the pipeline and
+profile edits all call these, and none of them may import the feeds.
+"""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.platform.aftercommit import after_commit
+from app.platform.cache import photo_keys, user_key
+
+# The tasks that redo a shared step that failed (tasks/feeds.py): a late
+# tombstone is harmless, its readers load the row again.
+INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
+FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
+FORGET_USERS_TASK = "tasks.feeds.forget_users"
+
+
+def photo_changed(session: Session, photo_id: int) -> None:
+    """Its likes, comments or existence changed: the cached and rendered copies go.
+
+    Without the retry a failed invalidate would leave the old photo to readers
+    for the rest of its TTL (cache.DEFAULT_TTL, an hour, on memcached), and a
+    failed forget the old rendered media (its counts) to warm feed reads for
+    rendered.MEDIA_TTL (ten minutes); they still do if the task is lost too.
+    """
+    unit = after_commit(session)
+    svc = unit.services
+    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=photo_keys(photo_id))
+    unit.best_effort("rendered.forget_photos", svc.rendered.forget_photos, retry_as=FORGET_PHOTOS_TASK,
+                     photo_ids=[photo_id])
+
+
+def user_changed(session: Session, user_id: int) -> None:
+    """Their name or picture changed: cached summaries and rendered ones go
+    (as for photos; a rendered summary would stay for rendered.USER_TTL, an hour)."""
+    unit = after_commit(session)
+    svc = unit.services
+    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[user_key(user_id)])
+    unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
+                     user_ids=[user_id])
