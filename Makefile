@@ -7,12 +7,12 @@ CELERY_WORKER_ARGS ?= -Q media,feed,io,search,default --concurrency 2 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test migrate worker flower bench-pipeline bench-feeds clean
+.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
 	@echo "make run             the whole stack (API, worker, beat, Flower, embedded redis)"
-	@echo "make test            the suite on the production stack, then the embedded one"
+	@echo "make test            the import contracts (lint-imports), then the suite on the production stack, then the embedded one"
 	@echo "make migrate         alembic upgrade head"
 	@echo "make worker          one Celery worker (CELERY_WORKER_ARGS)"
 	@echo "make flower          Flower on 127.0.0.1:$(FLOWER_PORT)"
@@ -43,7 +43,11 @@ run: venv
 	$(PY) scripts/run.py
 
 test: venv
+	$(VENV)/bin/lint-imports --no-cache
 	bash scripts/test.sh $(PYTEST_ARGS)
+
+lint-imports: venv
+	$(VENV)/bin/lint-imports --no-cache
 
 migrate: venv
 	@mkdir -p var

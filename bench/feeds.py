@@ -53,7 +53,8 @@ import psycopg  # noqa: E402
 import redis as redis_lib  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.feeds.manager import CHUNK, FeedManager, feed_key  # noqa: E402
+from app.feeds.manager import CHUNK, FeedManager  # noqa: E402
+from app.platform.keys import feed_key  # noqa: E402
 from app.services import Services  # noqa: E402
 from models.ids import make_id, shortcode  # noqa: E402
 

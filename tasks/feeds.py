@@ -18,9 +18,9 @@ from sqlalchemy.exc import OperationalError
 
 from app.engagement import activity
 from app.platform.cache import CacheError
-from models import Like
 from app.services import services
 from app.worker import ContextTask
+from models import Like
 
 
 class FeedTask(ContextTask):

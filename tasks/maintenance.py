@@ -4,9 +4,8 @@ from __future__ import annotations
 from celery import shared_task
 from celery.utils.log import get_task_logger
 
-from app.media import pipeline
 from app.engagement import popular
-from app.media import rekey
+from app.media import pipeline, rekey
 from app.platform import retention
 from app.services import services
 

@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from app.media import pipeline
-from app.feeds.manager import feed_key, following_key
+from app.platform.keys import feed_key, following_key
 from models import Block, Comment, Follow, Like, Outbox, Photo
 from tests.faults import FaultProxy
 from tests.support import Shutter

@@ -13,7 +13,8 @@ import pytest
 import redis as redis_lib
 
 from app.media import pipeline
-from app.platform.cache import CacheError, MemcachedCache, RedisCache, photo_key, user_key
+from app.platform.cache import CacheError, MemcachedCache, RedisCache
+from app.platform.keys import cached_photo_key, cached_user_key
 from tests import images
 from tests.support import Shutter, assert_error
 
@@ -125,7 +126,7 @@ def test_a_like_shows_at_once_though_the_photo_was_cached(app, shutter):
     media_id = _ready_photo(app, shutter, alice)
     cache = app.extensions["shutter"].cache
     assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["likes"]["count"] == 0
-    key = photo_key(int(media_id.split("_")[0]))
+    key = cached_photo_key(int(media_id.split("_")[0]))
     assert cache.get_many([key])[key]["like_count"] == 0  # the read cached the row
     assert shutter.post(f"/v1/media/{media_id}/likes", bob).status_code == 200
     assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["likes"]["count"] == 1
@@ -148,7 +149,7 @@ def test_a_profile_edit_shows_at_once_though_the_user_was_cached(app, shutter):
     media_id = _ready_photo(app, shutter, alice)
     assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["user"]["full_name"] == ""
     cache = app.extensions["shutter"].cache
-    assert user_key(int(alice.id)) in cache.get_many([user_key(int(alice.id))])
+    assert cached_user_key(int(alice.id)) in cache.get_many([cached_user_key(int(alice.id))])
     assert shutter.post("/v1/users/self", alice, full_name="Alice Liddell").status_code == 200
     assert shutter.get(f"/v1/media/{media_id}", bob).json["data"]["user"]["full_name"] == "Alice Liddell"
 

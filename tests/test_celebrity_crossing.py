@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 from sqlalchemy import select
 
-from app.feeds.manager import celebrities_key, feed_key
+from app.platform.keys import celebrities_key, feed_key
 from models import Outbox
 from tests.support import Shutter
 from tests.test_feeds import feed, follow, members, post_photo, services_of

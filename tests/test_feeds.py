@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import event
 
+from app.feeds.manager import BUILT, FeedManager
 from app.media import pipeline
-from app.feeds.manager import BUILT, FeedManager, celebrities_key, feed_key, following_key, posts_key
+from app.platform.keys import celebrities_key, feed_key, following_key, posts_key
 from tests.support import Shutter, assert_error
 
 
@@ -324,7 +325,7 @@ def test_fan_out_runs_in_chunks_and_skips_what_is_not_ready(shutter):
 
 def test_feeds_are_capped(shutter):
     services = services_of(shutter)
-    feeds = FeedManager(services.redis, services.db, dataclasses.replace(services.settings, feed_size=3))
+    feeds = FeedManager(services.redis, services.db, dataclasses.replace(services.settings, feed_size=3), services.media)
     base = 1_800_000_000_000_000_000
     feeds._store_built(feed_key(7), [base + 1, base + 2])
     for k in range(3, 7):

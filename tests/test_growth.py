@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.platform import retention
 from app.accounts.auth import sha256
-from app.feeds.manager import feed_key
+from app.platform import retention
+from app.platform.keys import feed_key
 from models import AuthorizationCode, Client, Outbox, User, utcnow
 from tests.test_feeds import feed, follow, post_photo, services_of
 

@@ -22,7 +22,8 @@ from app.media import pipeline
 from models import Photo, Tag, User
 from tests import images
 from tests.support import Shutter, assert_error
-from tests.test_media_api import IMAGE_NAMES as DERIVATIVE_NAMES, media_count, photo_id, photo_row, process, uploaded
+from tests.test_media_api import IMAGE_NAMES as DERIVATIVE_NAMES
+from tests.test_media_api import media_count, photo_id, photo_row, process, uploaded
 
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 

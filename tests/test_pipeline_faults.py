@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from app import create_app
-from app.media import pipeline
 from app.config import Settings
+from app.media import pipeline
 from models import Outbox, Photo
 from tests import images
 from tests.faults import FaultProxy

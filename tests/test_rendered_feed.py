@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from app.media.reader import page_users
-from app.feeds.rendered import LIKED_REF, READ_CONNECTION_NAME, Miss, liked_key, media_key
+from app.feeds.rendered import LIKED_REF, READ_CONNECTION_NAME, Miss
+from app.platform.keys import liked_key, rendered_media_key
 from tests.support import Shutter, assert_error
 from tests.test_accounts import sign
 from tests.test_feeds import follow, post_photo, services_of
@@ -209,7 +209,7 @@ def test_a_reader_that_missed_before_a_change_cannot_store_the_old_state(shutter
     assert isinstance(miss, Miss) and miss.why == "liked"
     with shutter.client.application.app_context(), services.db.session() as session:  # the reader loads the page ...
         page = services.feeds.page(session, int(alice.id), 20)
-        users = page_users(session, page.entries, page.photo_ids)
+        users = services.media.page_users(session, page.entries, page.photo_ids)
         newest_bob = photos["bob"][-1]
         assert newest_bob in page.photo_ids
         session.rollback()  # its reads are done (SQLite would hold its lock otherwise)
@@ -218,7 +218,7 @@ def test_a_reader_that_missed_before_a_change_cannot_store_the_old_state(shutter
         # ... and the reader stores what it loaded before: neither the photo nor the likes set take it.
         rendered.warm(session, int(alice.id), miss, page, users, "http://localhost")
     redis = services.redis
-    assert redis.get(media_key(newest_bob)).startswith("~")
+    assert redis.get(rendered_media_key(newest_bob)).startswith("~")
     assert not redis.sismember(liked_key(int(alice.id)), "0")
     stale_free, _ = read(shutter, alice)
     body, was_rendered = read(shutter, alice)
@@ -281,7 +281,7 @@ def test_an_index_entry_the_script_cannot_read_is_assembled(shutter, social):
     warm, rendered = read(shutter, alice)
     assert rendered
     redis = services_of(shutter).redis
-    key = media_key(int(warm["data"][0]["id"].split("_")[0]))
+    key = rendered_media_key(int(warm["data"][0]["id"].split("_")[0]))
     owner, digest, refs = redis.get(key).split("\x04")
     for odd in (f"{owner[1:]}\x04{digest}\x04{refs}", f"{owner}\x04{digest}0\x04{refs}", f"{owner}\x04{digest}\x04{refs},1"):
         redis.set(key, odd)

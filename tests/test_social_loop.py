@@ -14,11 +14,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select, update
 
-from app.media import pipeline
 from app.engagement import popular
+from app.media import pipeline
 from app.platform import text
-from models.ids import LAST_ID_SECOND
 from models import Photo, Tag, utcnow
+from models.ids import LAST_ID_SECOND
 from tests import images
 from tests.support import Shutter, assert_error
 

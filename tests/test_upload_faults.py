@@ -21,8 +21,18 @@ from tests.conftest import STACK
 from tests.faults import FaultProxy
 from tests.support import Shutter, assert_error
 from tests.test_pipeline_faults import (  # noqa: F401  (fixtures)
-    FAST_RETRIES, _make_app, api, assert_ready_everywhere, s3_proxy, s3_settings, shutter, upload,
-    wait_for_status, wait_until, worker_settings)
+    FAST_RETRIES,
+    _make_app,
+    api,
+    assert_ready_everywhere,
+    s3_proxy,
+    s3_settings,
+    shutter,
+    upload,
+    wait_for_status,
+    wait_until,
+    worker_settings,
+)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.platform.aftercommit import after_commit
 from app.platform.clocks import STAMP_LUA, Clocks
+from app.platform.keys import token_cache_key, token_clock_key
 from models import AccessToken, Client, User, utcnow
 
 # v1's four, plus publish (an addition): upload, delete and profile edits; basic stays read-only.
@@ -168,17 +169,9 @@ class TokenService:
         self.clocks = Clocks(redis)
         self._forget = redis.register_script(FORGET_TOKENS_LUA)
 
-    @staticmethod
-    def _key(token_hash: str) -> str:
-        return f"token:{token_hash}"
-
-    @staticmethod
-    def _clock_key(token_hash: str) -> str:
-        return f"token-clock:{token_hash}"
-
     def key(self, raw: str) -> str:
         """The Redis key a token's cached lookup lives under (the feed's script reads it)."""
-        return self._key(sha256(raw))
+        return token_cache_key(sha256(raw))
 
     @staticmethod
     def from_cached(cached: str) -> TokenInfo:
@@ -193,7 +186,7 @@ class TokenService:
 
     def resolve(self, session: Session, raw: str) -> TokenInfo | None:
         token_hash = sha256(raw)
-        cached = self.redis.get(self._key(token_hash))
+        cached = self.redis.get(token_cache_key(token_hash))
         if cached:
             return self.from_cached(cached)
         since = self.clocks.now()  # before the query: a revocation committed after it wins
@@ -210,7 +203,7 @@ class TokenService:
             self.presence.seen(session, token.user_id, last_active_at)
         info = TokenInfo(token.user_id, token.client_pk, tuple(token.scopes.split()), bool(enforce))
         payload = {"u": info.user_id, "c": info.client_pk, "s": list(info.scopes), "e": info.enforce_signed_requests}
-        self.clocks.store_string(self._clock_key(token_hash), self._key(token_hash), since, json.dumps(payload),
+        self.clocks.store_string(token_clock_key(token_hash), token_cache_key(token_hash), since, json.dumps(payload),
                                  self.cache_seconds)
         return info
 
@@ -251,4 +244,4 @@ class TokenService:
 
     def forget(self, hashes: list[str]) -> None:
         """Drop the cached lookups of these token hashes and stamp their clocks."""
-        self._forget(keys=[*map(self._key, hashes), *map(self._clock_key, hashes)])
+        self._forget(keys=[*map(token_cache_key, hashes), *map(token_clock_key, hashes)])

@@ -3,20 +3,28 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.engagement import popular
-from app.engagement import tags
-from app.platform import text
 from app.api.common import (
-    Blueprint, PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
+    Blueprint,
+    PageArgs,
+    Schema,
+    current_user,
+    db,
+    next_page,
+    ok,
+    parse_id,
+    require_token,
+    user_or_404,
 )
 from app.api.docs import errors, success
+from app.engagement import popular, tags
 from app.errors import InvalidParameters, NotAllowed, NotFound
-from models.ids import LAST_ID_SECOND, min_id_for_millis
 from app.media.reader import recent_ids
-from app.social import visibility
 from app.media.serializers import location_json, tag_json
+from app.platform import text
 from app.services import services
+from app.social import visibility
 from models import Location, Photo
+from models.ids import LAST_ID_SECOND, min_id_for_millis
 
 blp = Blueprint("browse", __name__, url_prefix="/v1", description="Media by user, tag, location; popular")
 

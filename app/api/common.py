@@ -12,19 +12,24 @@ from flask import g, request
 from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
 
-from app.api.docs import token_auth
-from app.platform import urls
 from app.accounts.auth import request_signature
+from app.api.docs import token_auth
 from app.errors import (
-    ForbiddenSignature, InvalidParameters, NotFound, OAuthAccessTokenError, OAuthParameterError,
-    OAuthPermissionsError, ServiceUnavailable, error_response,
+    ForbiddenSignature,
+    InvalidParameters,
+    NotFound,
+    OAuthAccessTokenError,
+    OAuthParameterError,
+    OAuthPermissionsError,
+    ServiceUnavailable,
+    error_response,
 )
 from app.media.imaging import ImageRejected
 from app.media.storage import StorageError
-from models.ids import MAX_ID
+from app.platform import urls
 from app.services import services
 from models import Client, User
-
+from models.ids import MAX_ID
 
 log = logging.getLogger(__name__)
 

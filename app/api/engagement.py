@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.engagement import activity
-from app.engagement import reactions as engagement
 from app.api.common import Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
 from app.api.docs import errors, success
+from app.engagement import activity
+from app.engagement import reactions as engagement
 from app.feeds.activity import activity_objects
 from app.services import services
 

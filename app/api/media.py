@@ -5,12 +5,12 @@ import marshmallow as ma
 from flask import request
 from flask_smorest.fields import Upload
 
-from app.media import pipeline
 from app.api.common import Blueprint, Schema, current_user, db, ok, parse_id, require_token
 from app.api.docs import errors, multipart, success
 from app.errors import APIError, InvalidParameters, NotFound
-from models.ids import id_from_shortcode
+from app.media import pipeline
 from app.services import services
+from models.ids import id_from_shortcode
 
 blp = Blueprint("media", __name__, url_prefix="/v1", description="Photos")
 

@@ -14,12 +14,17 @@ import marshmallow as ma
 from flask import redirect, request
 from sqlalchemy import func, select, update
 
+from app.accounts.auth import (
+    SCOPES,
+    authenticate_client,
+    new_client_credentials,
+    parse_scopes,
+    same_redirect_uri,
+    sha256,
+)
 from app.api.common import Blueprint, Schema, db, ok
 from app.api.docs import BASIC_AUTH, NO_AUTH, TokenSchema, errors, success
 from app.api.users import USERNAME
-from app.accounts.auth import (
-    SCOPES, authenticate_client, new_client_credentials, parse_scopes, same_redirect_uri, sha256,
-)
 from app.errors import APIError, InvalidParameters, OAuthClientError, OAuthParameterError
 from app.extensions import limiter
 from app.services import services

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.engagement import activity
-from app.social import relationships as social
-from app.social import visibility
 from app.api.common import Blueprint, Schema, current_user, db, ok, require_token, user_or_404
 from app.api.docs import errors, success
+from app.engagement import activity
 from app.errors import InvalidParameters, NotFound
 from app.services import services
+from app.social import relationships as social
+from app.social import visibility
 
 blp = Blueprint("relationships", __name__, url_prefix="/v1", description="Follows, requests and blocks")
 

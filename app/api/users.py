@@ -9,23 +9,31 @@ from flask_smorest.fields import Upload
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app.engagement import activity
-from app.social import relationships as social
-from app.social import visibility
-from app.platform import text
+from app.accounts.auth import new_password_hash, set_password
 from app.api.common import (
-    Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token, user_or_404,
+    Blueprint,
+    CursorArgs,
+    Schema,
+    current_user,
+    db,
+    next_page,
+    ok,
+    parse_id,
+    require_token,
+    user_or_404,
 )
 from app.api.docs import NO_AUTH, errors, multipart, success
-from app.platform.aftercommit import after_commit
-from app.platform.changes import user_changed
-from app.accounts.auth import new_password_hash, set_password
+from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
+from app.platform import text
+from app.platform.aftercommit import after_commit
+from app.platform.changes import user_changed
 from app.platform.paging import split_page
 from app.services import services
+from app.social import relationships as social
+from app.social import visibility
 from models import Block, Follow, User, begin_write
-
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 

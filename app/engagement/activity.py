@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from app.social import visibility
 from app.platform import text
 from app.platform.aftercommit import after_commit
+from app.platform.keys import activity_key
+from app.social import visibility
 from models import Activity, Block, User
 
 CAP = 100
@@ -38,9 +39,6 @@ SENTINEL = "0"
 PUBLISH_TASK = "tasks.feeds.publish_activity"
 TYPES = ("like", "comment", "follow", "follow_request", "mention")
 
-
-def key(user_id: int) -> str:
-    return f"activity:{user_id}"
 
 
 def _member(activity_id: int) -> str:
@@ -110,12 +108,12 @@ def publish(redis, added, removed) -> None:
         return
     pipe = redis.pipeline(transaction=False)
     for user_id, activity_id in added:
-        pipe.zadd(key(user_id), {_member(activity_id): 0})
+        pipe.zadd(activity_key(user_id), {_member(activity_id): 0})
         # Rank 0 is the sentinel; keep it and the CAP newest ids.
-        pipe.zremrangebyrank(key(user_id), 1, -(CAP + 1))
-        pipe.expire(key(user_id), TTL_SECONDS)
+        pipe.zremrangebyrank(activity_key(user_id), 1, -(CAP + 1))
+        pipe.expire(activity_key(user_id), TTL_SECONDS)
     for user_id, activity_id in removed:
-        pipe.zrem(key(user_id), _member(activity_id))
+        pipe.zrem(activity_key(user_id), _member(activity_id))
     pipe.execute()
 
 
@@ -124,19 +122,19 @@ def _rebuild(session: Session, redis, user_id: int) -> None:
         select(Activity.id).where(Activity.user_id == user_id).order_by(Activity.id.desc()).limit(CAP)
     ).all()
     pipe = redis.pipeline(transaction=True)
-    pipe.zadd(key(user_id), {SENTINEL: 0, **{_member(i): 0 for i in ids}})
-    pipe.zremrangebyrank(key(user_id), 1, -(CAP + 1))
-    pipe.expire(key(user_id), TTL_SECONDS)
+    pipe.zadd(activity_key(user_id), {SENTINEL: 0, **{_member(i): 0 for i in ids}})
+    pipe.zremrangebyrank(activity_key(user_id), 1, -(CAP + 1))
+    pipe.expire(activity_key(user_id), TTL_SECONDS)
     pipe.execute()
 
 
 def _page_ids(session: Session, redis, user_id: int, count: int, max_id: int | None) -> list[int]:
     """Up to count + 1 activity ids below max_id, newest first."""
-    if redis.zscore(key(user_id), SENTINEL) is None:
+    if redis.zscore(activity_key(user_id), SENTINEL) is None:
         _rebuild(session, redis, user_id)
     upper = f"({_member(max_id)}" if max_id is not None else "+"
-    members = redis.zrange(key(user_id), upper, f"({SENTINEL}", desc=True, bylex=True, offset=0, num=count + 1)
-    if len(members) > count or redis.zcard(key(user_id)) <= CAP:
+    members = redis.zrange(activity_key(user_id), upper, f"({SENTINEL}", desc=True, bylex=True, offset=0, num=count + 1)
+    if len(members) > count or redis.zcard(activity_key(user_id)) <= CAP:
         return [int(m) for m in members]
     # Past the capped copy: older activity is read from the table.
     query = select(Activity.id).where(Activity.user_id == user_id).order_by(Activity.id.desc()).limit(count + 1)
@@ -158,7 +156,7 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
     rows = {a.id: a for a in session.scalars(select(Activity).where(Activity.id.in_(ids)))} if ids else {}
     stale = [i for i in ids if i not in rows]
     if stale:
-        redis.zrem(key(user_id), *(_member(i) for i in stale))
+        redis.zrem(activity_key(user_id), *(_member(i) for i in stale))
     actors = {a.actor_id for a in rows.values()}
     blocked = set()
     if actors:

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.platform.keys import POPULAR
 from models import Photo, User, utcnow
 
-KEY = "popular"
 WINDOW = timedelta(hours=48)
 SIZE = 200  # ranked photos kept
 CANDIDATES = 5000  # the most engaged recent photos considered
@@ -47,17 +47,17 @@ def compute(session: Session, redis, now: datetime | None = None) -> int:
         reverse=True,
     )[:SIZE]
     if not ranked:
-        redis.delete(KEY)
+        redis.delete(POPULAR)
         return 0
-    staging = f"{KEY}:next"
+    staging = f"{POPULAR}:next"
     pipe = redis.pipeline(transaction=True)
     pipe.delete(staging)
     pipe.zadd(staging, {str(photo_id): value for value, photo_id in ranked})
-    pipe.rename(staging, KEY)
+    pipe.rename(staging, POPULAR)
     pipe.execute()
     return len(ranked)
 
 
 def ranked_ids(redis, limit: int) -> list[int]:
     """The best `limit` photo ids of the last computation, best first."""
-    return [int(m) for m in redis.zrevrange(KEY, 0, limit - 1)]
+    return [int(m) for m in redis.zrevrange(POPULAR, 0, limit - 1)]

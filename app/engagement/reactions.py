@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.engagement import activity
+from app.errors import APIError, NotFound
 from app.platform.aftercommit import after_commit
 from app.platform.changes import photo_changed
-from app.errors import APIError, NotFound
-from app.social.visibility import visible_to
 from app.platform.paging import split_page
+from app.social.visibility import visible_to
 from models import Activity, Comment, Like, Photo, User
 
 LIKED_TASK = "tasks.feeds.liked_changed"

@@ -53,12 +53,13 @@ from redis.exceptions import ResponseError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from app.platform import outbox
-from app.social import relationships as social
-from app.platform.aftercommit import after_commit
-from app.platform.clocks import STAMP_LUA, Clocks
 from app.config import Settings
 from app.media.reader import MediaReader
+from app.platform import outbox
+from app.platform.aftercommit import after_commit
+from app.platform.clocks import STAMP_LUA, Clocks
+from app.platform.keys import FEED, celebrities_key, feed_key, following_key, follows_clock_key, posts_key
+from app.social import relationships as social
 from models import Block, Database, Follow, Photo, User, utcnow
 
 CHUNK = Settings.fanout_chunk  # FANOUT_CHUNK's default: followers per fan-out task and Redis round trip
@@ -74,9 +75,7 @@ SLACK = 10  # candidates fetched beyond `count`, for ids that hydration drops
 FOLLOW_STARTED = "tasks.feeds.follow_started"  # the outbox kinds of apply_change
 FOLLOW_ENDED = "tasks.feeds.follow_ended"
 
-
-def feed_key(user_id: int) -> str:
-    return f"feed:{user_id}"
+_FEED_PREFIX = FEED.encode()
 
 
 @dataclass
@@ -85,23 +84,6 @@ class FeedPage:
     entries: dict[int, dict]  # MediaReader.entries of those photos
     next_max_id: int | None
     gone: list[int] = field(default_factory=list)  # ids looked at whose photo no longer exists
-
-
-def following_key(user_id: int) -> str:
-    return f"following:{user_id}"
-
-
-def celebrities_key(user_id: int) -> str:
-    return f"celebs:{user_id}"
-
-
-def posts_key(user_id: int) -> str:
-    return f"posts:{user_id}"
-
-
-def follows_clock_key(user_id: int) -> str:
-    """When the user's follows last changed (app/platform/clocks.py)."""
-    return f"follows:{user_id}:changed"
 
 
 # After a committed follow change of user KEYS[3]: drop what is derived from
@@ -179,7 +161,7 @@ class FeedManager:
         expire_tail = _bulk(str(self.feed_ttl).encode())
         parts = []
         for follower_id in follower_ids:
-            key = _bulk(b"feed:%d" % follower_id)
+            key = _bulk(b"%s%d" % (_FEED_PREFIX, follower_id))  # feed_key, as bytes
             parts.append(b"*4\r\n$4\r\nZADD\r\n" + key + zadd_tail)
             parts.append(b"*4\r\n$15\r\nZREMRANGEBYRANK\r\n" + key + trim_tail)
             parts.append(b"*3\r\n$6\r\nEXPIRE\r\n" + key + expire_tail)

@@ -72,6 +72,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
+from string import Template
 
 import orjson
 from prometheus_client import Counter
@@ -81,9 +82,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.platform.clocks import NOW_LUA, STAMP_LUA
-from app.feeds.manager import BUILT, SLACK, FeedManager, FeedPage, following_key
+from app.feeds.manager import BUILT, SLACK, FeedManager, FeedPage
 from app.media.reader import MediaReader, UserSummary
+from app.platform import keys
+from app.platform.clocks import NOW_LUA, STAMP_LUA
+from app.platform.keys import (
+    following_key,
+    fragment_key,
+    liked_clock_key,
+    liked_key,
+    rendered_media_key,
+    rendered_user_key,
+)
 from models import Like
 
 log = logging.getLogger(__name__)
@@ -115,29 +125,9 @@ LIKED_REF = "L"
 READ_CONNECTION_NAME = "shutter:feed-read"
 
 
-def media_key(photo_id: int) -> str:
-    return f"mi:{photo_id}"
-
-
-def user_key(user_id: int) -> str:
-    return f"ui:{user_id}"
-
-
-def fragment_key(fragment_hash: str) -> str:
-    return f"rb:{fragment_hash}"
-
-
 def fragment_hash(text: str) -> str:
     """20 hex digits, as the script reads them from an index entry."""
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-
-
-def liked_key(user_id: int) -> str:
-    return f"liked:{user_id}"
-
-
-def liked_clock_key(user_id: int) -> str:
-    return f"liked:{user_id}:changed"
 
 
 def _cursor(value: int | None) -> str:
@@ -145,7 +135,8 @@ def _cursor(value: int | None) -> str:
     return "" if value is None else str(value).zfill(ID_WIDTH)
 
 
-READ_PAGE = NOW_LUA + """
+# The key prefixes are app.platform.keys' (${NAME}): one definition for both languages.
+READ_PAGE = NOW_LUA + Template("""
 local BUILT, GONE = '0', '-'
 local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_id, min_id = ARGV[3], ARGV[4]
@@ -155,16 +146,16 @@ local function held(value) return string.byte(value) == 126 end  -- '~'
 local token = redis.call('GET', KEYS[1])
 local uid = token and string.match(token, '"u":%s*(%d+)')
 if not uid then return miss('token') end
-local celebrities = redis.call('GET', 'celebs:' .. uid)
+local celebrities = redis.call('GET', '${CELEBRITIES}' .. uid)
 if not celebrities then return miss('celebrities') end
-local following, liked = 'following:' .. uid, 'liked:' .. uid
+local following, liked = '${FOLLOWING}' .. uid, '${LIKED}' .. uid
 if redis.call('SISMEMBER', following, BUILT) == 0 then return miss('following') end
 if redis.call('SISMEMBER', liked, BUILT) == 0 then return miss('liked') end
 
 -- The candidates: the newest `want` of the feed and of each followed
 -- celebrity's posts, merged (FeedManager._range and .page, in Redis).
-local keys = {'feed:' .. uid}
-for id in string.gmatch(celebrities, '%d+') do keys[#keys + 1] = 'posts:' .. id end
+local keys = {'${FEED}' .. uid}
+for id in string.gmatch(celebrities, '%d+') do keys[#keys + 1] = '${POSTS}' .. id end
 local high = max_id ~= '' and max_id or '+inf'
 local low = min_id ~= '' and min_id or '(0'
 local candidates, more = {}, false
@@ -207,7 +198,7 @@ local shown, hashes, looked, users, wanted = {}, {}, 0, {}, {}
 while #shown < count and looked < n do
   local batch, mkeys = {}, {}
   for i = looked + 1, math.min(n, looked + count - #shown) do
-    batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = 'mi:' .. candidates[i]
+    batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = '${RENDERED_MEDIA}' .. candidates[i]
   end
   looked = looked + #batch
   local values, found, owners, entries = redis.call('MGET', unpack(mkeys)), {}, {}, {}
@@ -250,7 +241,7 @@ end
 local reply = {'ok', token, next_max_id, likes, #users}
 if #users > 0 then
   local ukeys = {}
-  for i, id in ipairs(users) do ukeys[i] = 'ui:' .. id; reply[#reply + 1] = id end
+  for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
   local values = redis.call('MGET', unpack(ukeys))
   for i = 1, #users do
     if not values[i] or held(values[i]) then return miss('users') end
@@ -259,7 +250,7 @@ if #users > 0 then
 end
 for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
 return table.concat(reply, '\\n')
-"""
+""").substitute(vars(keys))
 
 # KEYS: where to store; ARGV: since (µs), then a value and a TTL per key.
 FILL = """
@@ -446,15 +437,15 @@ class RenderedFeed:
             fragments[digest] = (text, self.media_ttl + HELD_TTL)
             owner = str(page.entries[photo_id]["user_id"])
             if all(len(user_id) == ID_WIDTH for user_id in (owner, *shown)):  # as the script reads them
-                index[media_key(photo_id)] = (f"{owner}{FIELD_END}{digest}{FIELD_END}{','.join(shown)}",
+                index[rendered_media_key(photo_id)] = (f"{owner}{FIELD_END}{digest}{FIELD_END}{','.join(shown)}",
                                               self.media_ttl)
         for photo_id in page.gone:
-            index[media_key(photo_id)] = (GONE, GONE_TTL)
+            index[rendered_media_key(photo_id)] = (GONE, GONE_TTL)
         for user_id, summary in users.items():
             text = render_user(self.feeds.media, summary)
             digest = fragment_hash(text)
             fragments[digest] = (text, self.user_ttl + HELD_TTL)
-            index[user_key(user_id)] = (digest, self.user_ttl)
+            index[rendered_user_key(user_id)] = (digest, self.user_ttl)
         pipe = self.redis.pipeline(transaction=False)
         # Fragments first and unconditionally (a fragment is its own name: an
         # old one is harmless, as no index entry stored after a change points
@@ -486,11 +477,11 @@ class RenderedFeed:
     # -- after a commit: keep what is rendered true ----------------------------
     def forget_photos(self, photo_ids) -> None:
         """Their likes, comments or existence changed."""
-        self._hold([media_key(i) for i in photo_ids])
+        self._hold([rendered_media_key(i) for i in photo_ids])
 
     def forget_users(self, user_ids) -> None:
         """Their name or picture changed."""
-        self._hold([user_key(i) for i in user_ids])
+        self._hold([rendered_user_key(i) for i in user_ids])
 
     def _hold(self, keys: list[str]) -> None:
         if keys:

@@ -21,7 +21,8 @@ import io
 from dataclasses import dataclass
 
 import pillow_heif
-from blurhash._functions import ffi as _blurhash_ffi, lib as _blurhash_lib
+from blurhash._functions import ffi as _blurhash_ffi
+from blurhash._functions import lib as _blurhash_lib
 from PIL import Image, ImageCms
 
 # HEIC/HEIF support comes from pillow_heif, as a Pillow plugin ("HEIF").

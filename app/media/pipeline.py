@@ -26,15 +26,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.engagement import activity
+from app.engagement import activity, tags
 from app.media import imaging
+from app.media.storage import Storage, StorageError
 from app.platform import outbox
-from app.engagement import tags
 from app.platform.aftercommit import after_commit
 from app.platform.changes import photo_changed
-from models.ids import shortcode
-from app.media.storage import Storage, StorageError
 from models import Location, Photo, PhotoTag, User, utcnow
+from models.ids import shortcode
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from datetime import datetime
 from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app.social import visibility
-from app.platform.cache import media_key, photo_key, user_key
 from app.errors import NotAllowed, NotFound
-from app.platform.paging import split_page
 from app.media.serializers import Serializer
+from app.platform.keys import cached_media_key, cached_photo_key, cached_user_key
+from app.platform.paging import split_page
+from app.social import visibility
 from models import Comment, Like, Location, Photo, PhotoTag, Tag, User
 
 LIKERS_SHOWN = 4
@@ -100,15 +100,15 @@ class MediaReader:
         photo_ids = list(dict.fromkeys(photo_ids))
         if not photo_ids:
             return {}
-        cached = self.cache.get_many([photo_key(i) for i in photo_ids])
-        found = {i: _photo_from_entry(session, cached[photo_key(i)]) for i in photo_ids if photo_key(i) in cached}
+        cached = self.cache.get_many([cached_photo_key(i) for i in photo_ids])
+        found = {i: _photo_from_entry(session, cached[cached_photo_key(i)]) for i in photo_ids if cached_photo_key(i) in cached}
         missing = [i for i in photo_ids if i not in found]
         if missing:
             rows = session.scalars(
                 select(Photo).where(Photo.id.in_(missing)).execution_options(populate_existing=True)
             ).all()
             found.update((p.id, p) for p in rows)
-            self.cache.add_many({photo_key(p.id): _photo_entry(p) for p in rows if p.status == "ready"},
+            self.cache.add_many({cached_photo_key(p.id): _photo_entry(p) for p in rows if p.status == "ready"},
                                     ttl=PHOTO_TTL)
         return found
 
@@ -116,8 +116,8 @@ class MediaReader:
         user_ids = list(dict.fromkeys(user_ids))
         if not user_ids:
             return {}
-        cached = self.cache.get_many([user_key(i) for i in user_ids])
-        found = {i: UserSummary(**cached[user_key(i)]) for i in user_ids if user_key(i) in cached}
+        cached = self.cache.get_many([cached_user_key(i) for i in user_ids])
+        found = {i: UserSummary(**cached[cached_user_key(i)]) for i in user_ids if cached_user_key(i) in cached}
         missing = [i for i in user_ids if i not in found]
         if missing:
             loaded = {
@@ -126,7 +126,7 @@ class MediaReader:
                     select(User.id, User.username, User.full_name, User.profile_picture_key).where(User.id.in_(missing)))
             }
             found.update(loaded)
-            self.cache.add_many({user_key(i): asdict(s) for i, s in loaded.items()})
+            self.cache.add_many({cached_user_key(i): asdict(s) for i, s in loaded.items()})
         return found
 
     def entries(self, session: Session, photo_ids, known: dict[int, Photo] | None = None) -> dict[int, dict]:
@@ -136,8 +136,8 @@ class MediaReader:
         kind of thing; `known` photos need no query for their row. Ids of photos
         that do not exist are left out."""
         photo_ids = list(dict.fromkeys(photo_ids))
-        cached = self.cache.get_many([media_key(i) for i in photo_ids])
-        entries = {i: cached[media_key(i)] for i in photo_ids if media_key(i) in cached}
+        cached = self.cache.get_many([cached_media_key(i) for i in photo_ids])
+        entries = {i: cached[cached_media_key(i)] for i in photo_ids if cached_media_key(i) in cached}
         wanted = [i for i in photo_ids if i not in entries]
         if not wanted:
             return entries
@@ -180,7 +180,7 @@ class MediaReader:
         }
         entries.update(fresh)
         # Only ready photos: a processing one changes under the workers, which don't invalidate.
-        self.cache.add_many({media_key(p.id): fresh[p.id] for p in missing if p.status == "ready"}, ttl=PHOTO_TTL)
+        self.cache.add_many({cached_media_key(p.id): fresh[p.id] for p in missing if p.status == "ready"}, ttl=PHOTO_TTL)
         return entries
 
     def page_users(self, session: Session, entries: dict[int, dict], photo_ids) -> dict[int, UserSummary]:

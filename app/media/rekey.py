@@ -26,11 +26,11 @@ from functools import partial
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.media.pipeline import derivative_key
+from app.media.storage import Storage, StorageError, StorageNotFound, served_type
 from app.platform import outbox
 from app.platform.aftercommit import after_commit
 from app.platform.changes import photo_changed
-from app.media.pipeline import derivative_key
-from app.media.storage import Storage, StorageError, StorageNotFound, served_type
 from models import Photo, begin_read
 from models.media import new_derivative_token
 

@@ -37,24 +37,6 @@ class CacheError(Exception):
     (app/platform/aftercommit.py hands it to a task), or readers keep the old value."""
 
 
-def user_key(user_id: int) -> str:
-    return f"u:{user_id}"
-
-
-def photo_key(photo_id: int) -> str:
-    return f"p:{photo_id}"
-
-
-def media_key(photo_id: int) -> str:
-    """A ready photo's media object body, with the ids of the users it shows."""
-    return f"m:{photo_id}"
-
-
-def photo_keys(photo_id: int) -> list[str]:
-    """Every key that holds something of a photo: invalidate them all on a change."""
-    return [photo_key(photo_id), media_key(photo_id)]
-
-
 class Cache(ABC):
     @abstractmethod
     def get_many(self, keys: list[str]) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.platform.aftercommit import after_commit
-from app.platform.cache import photo_keys, user_key
+from app.platform.keys import cached_photo_keys, cached_user_key
 
 # The tasks that redo a shared step that failed (tasks/feeds.py): a late
 # tombstone is harmless, its readers load the row again.
@@ -29,7 +29,7 @@ def photo_changed(session: Session, photo_id: int) -> None:
     """
     unit = after_commit(session)
     svc = unit.services
-    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=photo_keys(photo_id))
+    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=cached_photo_keys(photo_id))
     unit.best_effort("rendered.forget_photos", svc.rendered.forget_photos, retry_as=FORGET_PHOTOS_TASK,
                      photo_ids=[photo_id])
 
@@ -39,6 +39,6 @@ def user_changed(session: Session, user_id: int) -> None:
     (as for photos; a rendered summary would stay for rendered.USER_TTL, an hour)."""
     unit = after_commit(session)
     svc = unit.services
-    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[user_key(user_id)])
+    unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[cached_user_key(user_id)])
     unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
                      user_ids=[user_id])

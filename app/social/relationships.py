@@ -12,8 +12,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.platform.aftercommit import after_commit
 from app.errors import InvalidParameters, NotAllowed
+from app.platform.aftercommit import after_commit
 from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
 

@@ -1,0 +1,99 @@
+"""Every key Shutter keeps in Redis or the cache, named in one place.
+
+Each store's keys have a prefix of their own; the Lua scripts that build keys
+themselves (the warm feed read) take these prefixes from here, so the two
+languages cannot drift apart. Ids are decimal strings.
+"""
+from __future__ import annotations
+
+# -- the cache (memcached or Redis: app.platform.cache) ------------------------
+CACHED_USER = "u:"  # a user's summary row (no counts)
+CACHED_PHOTO = "p:"  # a photo's row
+CACHED_MEDIA = "m:"  # a ready photo's media object body, with the ids of the users it shows
+
+# -- home feeds (app.feeds.manager) ------------------------------------------------
+FEED = "feed:"  # sorted set: a user's home feed
+POSTS = "posts:"  # sorted set: a celebrity's own photos, merged into followers' feeds on read
+FOLLOWING = "following:"  # set: whom a user actively follows
+CELEBRITIES = "celebs:"  # string: the celebrities a user follows
+# -- the rendered warm read (app.feeds.rendered) ------------------------------------
+RENDERED_MEDIA = "mi:"  # a ready photo's index entry: owner, fragment hash, users shown
+RENDERED_USER = "ui:"  # the hash of a user's rendered summary
+FRAGMENT = "rb:"  # a rendered fragment, by the hash of its text
+LIKED = "liked:"  # set: the photos a user liked
+# -- activity, popular, tokens -------------------------------------------------------
+ACTIVITY = "activity:"  # sorted set: the activity a user received
+POPULAR = "popular"  # sorted set: /media/popular's ranking
+TOKEN = "token:"  # a token's cached lookup, by the token's hash
+TOKEN_CLOCK = "token-clock:"  # when a token last changed (revoked, re-scoped)
+CLOCK_SUFFIX = ":changed"  # after a key: when what it caches last changed (app.platform.clocks)
+
+
+def cached_user_key(user_id: int) -> str:
+    return f"{CACHED_USER}{user_id}"
+
+
+def cached_photo_key(photo_id: int) -> str:
+    return f"{CACHED_PHOTO}{photo_id}"
+
+
+def cached_media_key(photo_id: int) -> str:
+    return f"{CACHED_MEDIA}{photo_id}"
+
+
+def cached_photo_keys(photo_id: int) -> list[str]:
+    """Every cache entry made from a photo's row: what its writers invalidate."""
+    return [cached_photo_key(photo_id), cached_media_key(photo_id)]
+
+
+def feed_key(user_id: int) -> str:
+    return f"{FEED}{user_id}"
+
+
+def posts_key(user_id: int) -> str:
+    return f"{POSTS}{user_id}"
+
+
+def following_key(user_id: int) -> str:
+    return f"{FOLLOWING}{user_id}"
+
+
+def celebrities_key(user_id: int) -> str:
+    return f"{CELEBRITIES}{user_id}"
+
+
+def follows_clock_key(user_id: int) -> str:
+    """When the user's follows last changed."""
+    return f"follows:{user_id}{CLOCK_SUFFIX}"
+
+
+def rendered_media_key(photo_id: int) -> str:
+    return f"{RENDERED_MEDIA}{photo_id}"
+
+
+def rendered_user_key(user_id: int) -> str:
+    return f"{RENDERED_USER}{user_id}"
+
+
+def fragment_key(fragment_hash: str) -> str:
+    return f"{FRAGMENT}{fragment_hash}"
+
+
+def liked_key(user_id: int) -> str:
+    return f"{LIKED}{user_id}"
+
+
+def liked_clock_key(user_id: int) -> str:
+    return f"{LIKED}{user_id}{CLOCK_SUFFIX}"
+
+
+def activity_key(user_id: int) -> str:
+    return f"{ACTIVITY}{user_id}"
+
+
+def token_cache_key(token_hash: str) -> str:
+    return f"{TOKEN}{token_hash}"
+
+
+def token_clock_key(token_hash: str) -> str:
+    return f"{TOKEN_CLOCK}{token_hash}"
