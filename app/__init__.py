@@ -1,81 +1,13 @@
-"""Shutter's Flask application factory."""
+"""Shutter: create_app() makes the Flask app (app/factory.py builds it).
+
+Importing `app`, or any module under it, imports nothing else: a worker's
+pool child or a benchmark that needs only the imaging pays only for that.
+"""
 from __future__ import annotations
 
-from flask import Flask, g
-from flask_smorest import Api
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.api import docs
-from app.api.common import register_media_error_handlers
-from app.config import Settings
-from app.errors import http_error_response, register_error_handlers
-from app.extensions import limiter
-from app.platform.jsonprovider import OrjsonProvider
-from app.platform.logging import configure_logging, init_sentry
-from app.platform.metrics import init_metrics
-from app.services import Services
+def create_app(settings=None):
+    """The Flask app for `settings` (default: Settings.from_env())."""
+    from app.factory import create_app as build  # the whole app, once an app is wanted
 
-
-class ShutterApi(Api):
-    """flask-smorest, with errors in v1's envelope instead of its own shape."""
-
-    ERROR_SCHEMA = docs.ErrorEnvelopeSchema  # what /docs says every error response holds
-
-    def handle_http_exception(self, error):
-        return http_error_response(error)
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
-    configure_logging()
-    if settings.sentry_dsn:
-        init_sentry(settings.sentry_dsn)
-
-    app = Flask(__name__, static_folder=None)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        API_TITLE="Shutter",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/",
-        OPENAPI_JSON_PATH="docs",
-        RATELIMIT_STORAGE_URI=settings.redis_url,
-        RATELIMIT_ENABLED=settings.rate_limits_enabled,
-        RATELIMIT_HEADERS_ENABLED=True,
-        RATELIMIT_KEY_PREFIX="ratelimit",
-    )
-    if settings.trusted_proxy_hops:
-        # The client's address from X-Forwarded-For, as the trusted proxies saw it: the rate
-        # limits key on it. With no proxy trusted the header is anyone's to forge.
-        # Only X-Forwarded-For: a proxy that does not set X-Forwarded-Host would pass a forged one on.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
-    app.json = OrjsonProvider(app)
-    app.extensions["shutter"] = Services(settings, flask_app=app)
-
-    api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
-    docs.register(api)
-    limiter.init_app(app)
-    # Imported here: their names (media, feeds) would shadow the domain packages in app's namespace.
-    from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
-
-    for area in (oauth, users, relationships, media, feeds, engagement, browse):
-        api.register_blueprint(area.blp)
-    app.register_blueprint(health.blp)
-    register_error_handlers(app)
-    register_media_error_handlers(app)
-    init_metrics(app)
-
-    @app.after_request
-    def no_sniffing(response):
-        # Browsers must not run a served file as HTML or script, whatever its bytes look like.
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-    @app.teardown_appcontext
-    def close_session(_error):
-        session = g.pop("db_session", None)
-        if session is not None:
-            session.close()
-
-    return app
+    return build(settings)
