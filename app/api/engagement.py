@@ -56,7 +56,7 @@ def get_likes(args, media_id):
 @require_token("likes")
 def like(media_id):
     """Like this media (liking twice changes nothing)."""
-    engagement.like(db(), services, current_user().id, _photo(media_id))
+    engagement.like(db(), current_user().id, _photo(media_id))
     return ok(None)
 
 
@@ -66,7 +66,7 @@ def like(media_id):
 @require_token("likes")
 def unlike(media_id):
     """Take your like back."""
-    engagement.unlike(db(), services, current_user().id, _photo(media_id))
+    engagement.unlike(db(), current_user().id, _photo(media_id))
     return ok(None)
 
 
@@ -91,7 +91,7 @@ def get_comments(args, media_id):
 def comment(args, media_id):
     """Comment on this media (text: 1–300 characters; @mentions notify)."""
     viewer = current_user()
-    row = engagement.add_comment(db(), services, viewer.id, _photo(media_id), args["text"])
+    row = engagement.add_comment(db(), viewer.id, _photo(media_id), args["text"])
     return ok(services.serializer.comment_json(row, viewer))
 
 
@@ -101,7 +101,7 @@ def comment(args, media_id):
 @require_token("comments")
 def delete_comment(media_id, comment_id):
     """Delete a comment: yours, or any on your media."""
-    engagement.delete_comment(db(), services, current_user().id, _photo(media_id),
+    engagement.delete_comment(db(), current_user().id, _photo(media_id),
                               parse_id(comment_id, "comment id"))
     return ok(None)
 

@@ -7,7 +7,6 @@ or really disappeared (DELETE … RETURNING), so they stay exact under
 concurrent requests. Each writer registers, before its commit, what must
 follow it (app/platform/aftercommit.py): the activity's mirror in Redis, and dropping
 what the cache and the rendered feed (app/feeds/rendered.py) hold of the photo.
-`svc` is the services container (app.services.Services).
 """
 from __future__ import annotations
 
@@ -17,14 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.engagement import activity
 from app.errors import APIError, NotFound
-from app.platform.aftercommit import after_commit
-from app.platform.changes import photo_changed
+from app.platform.changes import liked_changed, photo_changed
 from app.platform.paging import split_page
 from app.social.visibility import visible_to
 from models import Activity, Comment, Like, Photo, User
-
-LIKED_TASK = "tasks.feeds.liked_changed"
-
 
 def _commit(session: Session, photo_id: int) -> None:
     """Commit the caller's transaction; the photo's cached copies go after it."""
@@ -34,13 +29,6 @@ def _commit(session: Session, photo_id: int) -> None:
     except Exception:
         session.rollback()  # drops the registered steps too
         raise
-
-
-def _liked_changed(session: Session, svc, viewer_id: int, photo_id: int, liked: bool) -> None:
-    # liked:{viewer} is rebuilt only once it is gone, and each like renews its
-    # TTL: a miss would stay, so the task redoes it (from the table) if Redis fails.
-    after_commit(session).best_effort("rendered.liked", svc.rendered.liked, retry_as=LIKED_TASK,
-                                      user_id=viewer_id, photo_id=photo_id, liked=liked)
 
 
 def _bump(session: Session, photo_id: int, **deltas: int) -> None:
@@ -59,7 +47,7 @@ def _require_ready(photo: Photo) -> None:
 
 # -- likes -------------------------------------------------------------------
 
-def like(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
+def like(session: Session, viewer_id: int, photo: Photo) -> bool:
     """Like a photo; False when the viewer already did (nothing changes)."""
     _require_ready(photo)
     try:
@@ -70,12 +58,12 @@ def like(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
         return False
     _bump(session, photo.id, like_count=+1)
     activity.record(session, photo.user_id, viewer_id, "like", photo.id)
-    _liked_changed(session, svc, viewer_id, photo.id, True)
+    liked_changed(session, viewer_id, photo.id, True)
     _commit(session, photo.id)
     return True
 
 
-def unlike(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
+def unlike(session: Session, viewer_id: int, photo: Photo) -> bool:
     """Take a like back; False when there was none."""
     removed = session.scalar(
         delete(Like).where(Like.photo_id == photo.id, Like.user_id == viewer_id).returning(Like.id))
@@ -84,7 +72,7 @@ def unlike(session: Session, svc, viewer_id: int, photo: Photo) -> bool:
         return False
     _bump(session, photo.id, like_count=-1)
     activity.remove(session, Activity.type == "like", Activity.actor_id == viewer_id, Activity.photo_id == photo.id)
-    _liked_changed(session, svc, viewer_id, photo.id, False)
+    liked_changed(session, viewer_id, photo.id, False)
     _commit(session, photo.id)
     return True
 
@@ -116,7 +104,7 @@ def liked(session: Session, viewer_id: int, count: int, max_like_id: int | None)
 
 # -- comments ----------------------------------------------------------------
 
-def add_comment(session: Session, svc, viewer_id: int, photo: Photo, body: str) -> Comment:
+def add_comment(session: Session, viewer_id: int, photo: Photo, body: str) -> Comment:
     _require_ready(photo)
     comment = Comment(photo_id=photo.id, user_id=viewer_id, text=body)
     session.add(comment)
@@ -129,7 +117,7 @@ def add_comment(session: Session, svc, viewer_id: int, photo: Photo, body: str) 
     return comment
 
 
-def delete_comment(session: Session, svc, viewer_id: int, photo: Photo, comment_id: int) -> None:
+def delete_comment(session: Session, viewer_id: int, photo: Photo, comment_id: int) -> None:
     """The comment's author or the photo's owner may delete it."""
     author = session.scalar(select(Comment.user_id).where(Comment.id == comment_id, Comment.photo_id == photo.id))
     if author is None:

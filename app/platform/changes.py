@@ -17,6 +17,7 @@ from app.platform.keys import cached_photo_keys, cached_user_key
 INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
+LIKED_TASK = "tasks.feeds.liked_changed"
 
 
 def photo_changed(session: Session, photo_id: int) -> None:
@@ -42,3 +43,12 @@ def user_changed(session: Session, user_id: int) -> None:
     unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[cached_user_key(user_id)])
     unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
                      user_ids=[user_id])
+
+
+def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) -> None:
+    """A like or unlike: liked:{user} follows it. That set is rebuilt only once it
+    is gone, and each like renews its TTL: a miss would stay, so the task redoes
+    it (from the table) if Redis fails."""
+    unit = after_commit(session)
+    unit.best_effort("rendered.liked", unit.services.rendered.liked, retry_as=LIKED_TASK,
+                     user_id=user_id, photo_id=photo_id, liked=liked)
