@@ -388,11 +388,12 @@ def test_the_clients_signed_requests_are_accepted(shutter, live_server, people):
 def test_an_enforcing_client_needs_the_clients_signature(shutter, live_server, people, enforcing):
     alice, bob, carol = people
     token, client = enforcing
+    assert shutter.relate(alice, bob, "follow").status_code == 200
     photos = [post_photo(shutter, bob, caption="#enforced") for _ in range(3)]
     media_id = f"{photos[0]}_{bob.id}"
     signed = instagram_api(live_server, access_token=token, client_secret=client["client_secret"])
     assert signed.user().username == "alice"
-    assert signed.follow_user(user_id=bob.id)[0].outgoing_status == "follows"
+    assert signed.follow_user(user_id=carol.id)[0].outgoing_status == "follows"
     assert signed.create_media_comment(media_id=media_id, text="x") == []
     assert [c.text for c in signed.media_comments(media_id)] == ["x"]
     assert signed.like_media(media_id=media_id) == [] and signed.unlike_media(media_id=media_id) == []
@@ -408,7 +409,7 @@ def test_an_enforcing_client_needs_the_clients_signature(shutter, live_server, p
     calls = {
         "GET": lambda api: api.user(),
         "GET with params": lambda api: api.user_search(q="bob"),
-        "POST": lambda api: api.follow_user(user_id=carol.id),
+        "POST": lambda api: api.unfollow_user(user_id=carol.id),
         "DELETE": lambda api: api.unlike_media(media_id=media_id),
     }
     for api in (unsigned, wrong):

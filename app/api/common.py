@@ -40,8 +40,10 @@ class Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def load_form(self, req, schema):
-        # A JSON body (application/json) is taken wherever form fields are (API.md, Conventions).
-        return self.load_json_or_form(req, schema)
+        # A JSON body (application/json) is taken wherever form fields are (API.md, Conventions);
+        # load_json is webargs' (missing unless the body is JSON, 400 when it is bad JSON).
+        data = self.load_json(req, schema)
+        return data if data is not ma.missing else super().load_form(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -170,7 +172,7 @@ def _sent_sigs() -> list[str]:
     return request.args.getlist("sig") + ([body_sig] if body_sig is not None else [])
 
 
-def _check_signature(client: Client, enforce: bool) -> None:
+def check_signature(client: Client, enforce: bool) -> None:
     """The client's `sig`s: none is fine unless it enforces signed requests; once any
     is sent, one must be right (auth.signature_matches says which forms are). A request
     that passed has its next_url signed too (next_page)."""
@@ -203,7 +205,7 @@ def authorize(info, scopes: tuple[str, ...] = ()) -> None:
         raise OAuthPermissionsError(f"This request requires scope={','.join(missing)}, "
                                     f"but this access token is not authorized with this scope.")
     if info.enforce_signed_requests or _sent_sigs():
-        _check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
+        check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
     g.token = info
 
 
