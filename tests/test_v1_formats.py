@@ -71,6 +71,7 @@ def test_a_suffix_is_stripped_once_and_only_from_the_last_segment(shutter, alice
     assert_error(shutter.get("/v1/users/self.json.json", alice), 400, "APIInvalidParametersError")
     assert_error(shutter.get("/v1/users/self.json/follows", alice), 400, "APIInvalidParametersError")
     assert_error(shutter.get("/v1/users/.json", alice), 400, "APIInvalidParametersError")
+    assert_error(shutter.get("/v1/users/1.5", alice), 400, "APIInvalidParametersError")  # no format: an id
     # outside /v1 nothing is stripped
     assert_error(shutter.client.post("/oauth/access_token.json", data={}), 404, "APINotFoundError")
 
