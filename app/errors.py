@@ -1,13 +1,14 @@
 """The v1 error envelope, for every error the API can answer with.
 
 Errors are `{"meta": {"code", "error_type", "error_message"}}` with the same
-HTTP status: never an HTML page, never a traceback.
+HTTP status: never an HTML page, never a traceback. Under /oauth/ the three
+fields are repeated at the top level, as v1's OAuth errors had them.
 """
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,12 @@ _HTTP_ERROR_TYPES = {
 
 
 def error_response(code: int, error_type: str, message: str):
-    response = jsonify({"meta": {"code": code, "error_type": error_type, "error_message": message}})
+    body = {"meta": {"code": code, "error_type": error_type, "error_message": message}}
+    if has_request_context() and request.path.startswith("/oauth/"):
+        # v1's OAuth endpoints answered errors at the top level: the official client reads
+        # `error_message` there (python-instagram oauth2.py), so they carry both.
+        body.update(body["meta"])
+    response = jsonify(body)
     response.status_code = code
     return response
 

@@ -5,7 +5,7 @@ from flask import Flask, g
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.api import docs
+from app.api import docs, formats
 from app.api.common import register_media_error_handlers
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0, x_host=0)
     app.json = OrjsonProvider(app)
     app.extensions["shutter"] = Services(settings, flask_app=app)
+    formats.init_app(app)  # `.json` paths and Content-Type-less bodies, as v1 took them
 
     api = ShutterApi(app, spec_kwargs={"info": {"description": "Instagram API v1, plus uploads and the rest"}})
     docs.register(api)

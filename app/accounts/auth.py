@@ -135,6 +135,31 @@ def request_signature(secret: str, endpoint: str, params: dict[str, str]) -> str
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+# The parameters that say who calls: what the official client's first `sig` covers.
+AUTH_PARAMS = ("access_token", "client_id", "client_secret")
+MAX_SIGS = 4  # the official client sends two; more is no client's, and each costs HMACs
+
+
+def signature_matches(secret: str, endpoints: list[str], params: dict[str, str], sigs: list[str]) -> bool:
+    """Whether one of `sigs` signs the request: over one spelling of its endpoint (the
+    path after /v1) and either all its `params` (v1's documented signature) or only
+    the auth params among them, which is what python-instagram 1.3.2's first `sig`
+    covers (its second one formats values as Python 3 `b'…'` reprs, and its POSTs
+    sign no body). The second form proves the caller holds the secret, not which
+    parameters it signed: README, "Departures"."""
+    if not sigs or len(sigs) > MAX_SIGS:
+        return False
+    signed_sets = [params]
+    auth_only = {key: params[key] for key in AUTH_PARAMS if key in params}
+    if auth_only and auth_only != params:
+        signed_sets.append(auth_only)
+    expected = {request_signature(secret, endpoint, signed).encode()
+                for endpoint in dict.fromkeys(endpoints) for signed in signed_sets}
+    # every pair compared, each in constant time; bytes: compare_digest refuses non-ASCII str
+    matches = [hmac.compare_digest(candidate, sig.encode()) for candidate in expected for sig in sigs]
+    return any(matches)
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     user_id: int

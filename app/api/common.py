@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import functools
-import hmac
+import json
 import logging
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import flask_smorest
 import marshmallow as ma
@@ -12,7 +12,8 @@ from flask import g, request
 from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
 
-from app.accounts.auth import request_signature
+from app.accounts.auth import request_signature, signature_matches
+from app.api import formats
 from app.api.docs import token_auth
 from app.errors import (
     ForbiddenSignature,
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 class Parser(FlaskParser):
     # v1 answers bad parameters with 400, not webargs' 422; flask-smorest documents this status too.
     DEFAULT_VALIDATION_STATUS = 400
+
+    def load_form(self, req, schema):
+        # A JSON body (application/json) is taken wherever form fields are (API.md, Conventions);
+        # load_json is webargs' (missing unless the body is JSON, 400 when it is bad JSON).
+        data = self.load_json(req, schema)
+        return data if data is not ma.missing else super().load_form(req, schema)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -83,12 +90,22 @@ def ok(data=None, *, pagination: dict | None = None, code: int = 200):
 
 
 def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
-    """v1's pagination block: the next cursor and the URL that fetches it."""
+    """v1's pagination block: the next cursor and the URL that fetches it.
+
+    The URL is fetched as it is (the official client adds no token, sig or host to
+    it), so it carries the caller's query parameters, access_token included when it
+    came in the query (one sent as a Bearer header stays there), and, when this
+    request was signed, a sig of its own."""
     if cursor is None:
         return {}
-    params = {k: v for k, v in request.args.items() if k not in {url_param or cursor_name, "access_token"}}
-    params[url_param or cursor_name] = str(cursor)
-    return {"next_url": f"{urls.base_url()}?{urlencode(params)}", cursor_name: str(cursor)}
+    name = url_param or cursor_name
+    params = {k: v for k, v in request.args.items() if k not in {name, "sig"}}
+    params[name] = str(cursor)
+    secret = g.get("signing_secret")
+    if secret is not None:
+        params["sig"] = request_signature(secret, _endpoint(), params)
+    return {"next_url": f"{urls.base_url()}{formats.requested_suffix()}?{urlencode(params)}",
+            cursor_name: str(cursor)}
 
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -125,22 +142,51 @@ def user_or_404(user_id: str) -> User:
     return user
 
 
+def body_params() -> dict[str, str]:
+    """The request body's fields as text: a form's, or a JSON object's (a value that is
+    not a string as its JSON text, e.g. `5`, `true`)."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return {}
+        return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in data.items()}
+    return request.form.to_dict()
+
+
 def _request_token() -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return request.args.get("access_token") or request.form.get("access_token")
+    return request.args.get("access_token") or body_params().get("access_token")
 
 
-def _check_signature(client: Client, enforce: bool) -> None:
-    params = {**request.args.to_dict(), **request.form.to_dict()}
-    sig = params.pop("sig", None)
-    if sig is None and not enforce:
+def _endpoint() -> str:
+    """What a signature names: the path after /v1, with the format suffix the client sent."""
+    path = request.path[3:] if request.path.startswith("/v1/") else request.path
+    return path + formats.requested_suffix()
+
+
+def _sent_sigs() -> list[str]:
+    """Every `sig` sent: the official client puts two in a GET's query (auth.signature_matches)."""
+    body_sig = body_params().get("sig")
+    return request.args.getlist("sig") + ([body_sig] if body_sig is not None else [])
+
+
+def check_signature(client: Client, enforce: bool) -> None:
+    """The client's `sig`s: none is fine unless it enforces signed requests; once any
+    is sent, one must be right (auth.signature_matches says which forms are). A request
+    that passed has its next_url signed too (next_page)."""
+    sigs = _sent_sigs()
+    if not sigs and not enforce:
         return
-    endpoint = request.path[3:] if request.path.startswith("/v1/") else request.path
-    expected = request_signature(client.client_secret, endpoint, params)
-    if sig is None or not hmac.compare_digest(expected.encode(), sig.encode()):  # bytes: sig may be non-ASCII
+    params = {**request.args.to_dict(), **body_params()}
+    params.pop("sig", None)
+    endpoint = _endpoint()
+    # The client signs the path percent-encoded (quote(), '/' kept); request.path is decoded.
+    endpoints = [endpoint, quote(endpoint)]
+    if not signature_matches(client.client_secret, endpoints, params, sigs):
         raise ForbiddenSignature("Invalid signed-request: missing or wrong sig")
+    g.signing_secret = client.client_secret
 
 
 def request_token() -> str:
@@ -158,8 +204,8 @@ def authorize(info, scopes: tuple[str, ...] = ()) -> None:
     if missing:
         raise OAuthPermissionsError(f"This request requires scope={','.join(missing)}, "
                                     f"but this access token is not authorized with this scope.")
-    if info.enforce_signed_requests or "sig" in request.values:
-        _check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
+    if info.enforce_signed_requests or _sent_sigs():
+        check_signature(db().get(Client, info.client_pk), info.enforce_signed_requests)
     g.token = info
 
 

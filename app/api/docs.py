@@ -104,6 +104,10 @@ class ErrorEnvelopeSchema(ma.Schema):
     """Every 4xx/5xx answer: `{"meta": {"code", "error_type", "error_message"}}`, same HTTP status."""
 
     meta = ma.fields.Nested(ErrorMetaSchema, required=True)
+    # /oauth/… only: v1's OAuth errors, which the official client reads at the top level
+    code = ma.fields.Integer(metadata={"description": "on /oauth/ endpoints: meta.code, repeated"})
+    error_type = ma.fields.String(metadata={"description": "on /oauth/ endpoints: meta.error_type, repeated"})
+    error_message = ma.fields.String(metadata={"description": "on /oauth/ endpoints: meta.error_message, repeated"})
 
 
 class TokenSchema(ma.Schema):
