@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.cli.add_command(shutter_commands)  # flask --app wsgi shutter …
     register_error_handlers(app)
     register_media_error_handlers(app)
+    search.register_search_error_handlers(app)
     init_metrics(app)
 
     @app.after_request

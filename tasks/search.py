@@ -9,18 +9,17 @@ each is retried while Redis, Solr or the database does not answer.
 from __future__ import annotations
 
 from celery import shared_task
-from pysolr import SolrError
 from redis.exceptions import RedisError
-from requests.exceptions import RequestException
 from sqlalchemy.exc import OperationalError
 
+from app.search.interface import SearchUnavailable
 from app.services import services
 from app.worker import ContextTask
 
 
 class SearchTask(ContextTask):
     abstract = True
-    autoretry_for = (RedisError, SolrError, RequestException, OperationalError, ConnectionError, TimeoutError)
+    autoretry_for = (RedisError, SearchUnavailable, OperationalError, ConnectionError, TimeoutError)
     max_retries = None  # the outbox marked the row delivered: giving up would lose the update
     retry_backoff = 2
     retry_backoff_max = 300

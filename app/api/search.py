@@ -1,18 +1,21 @@
 """Search by place: media and locations near a point, a geography's recent media."""
 from __future__ import annotations
 
+import logging
+
 import marshmallow as ma
 
 from app.api.common import Blueprint, PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
 from app.api.docs import errors, success
-from app.errors import NotFound
+from app.errors import NotFound, ServiceUnavailable, error_response
 from app.media.serializers import location_json
-from app.search.interface import Circle
+from app.search.interface import Circle, SearchUnavailable
 from app.search.service import DEFAULT_DISTANCE_M, MAX_DISTANCE_M, recent_window, window
 from app.services import services
 from models.ids import LAST_ID_SECOND
 
 blp = Blueprint("search", __name__, url_prefix="/v1", description="Media and locations by place")
+log = logging.getLogger(__name__)
 
 # v1's location search also took places of other services; Shutter has none of theirs.
 FOREIGN_PLACE_IDS = ("foursquare_id", "foursquare_v2_id", "facebook_places_id")
@@ -54,6 +57,7 @@ def _circle(args) -> Circle:
 
 @blp.route("/media/search", methods=["GET"])
 @success(blp, 200, "Media taken within `distance` of (lat, lng), newest first")
+@errors(503)
 @require_token()
 @blp.arguments(MediaSearchArgs(), location="query")
 def search_media(args):
@@ -67,6 +71,7 @@ def search_media(args):
 
 @blp.route("/locations/search", methods=["GET"])
 @success(blp, 200, "Locations within `distance` of (lat, lng), nearest first")
+@errors(503)
 @require_token()
 @blp.arguments(LocationSearchArgs(), location="query")
 def search_locations(args):
@@ -79,7 +84,7 @@ def search_locations(args):
 
 @blp.route("/geographies/<geography_id>/media/recent", methods=["GET"])
 @success(blp, 200, "Recent media in the geography's area, newest first, with pagination")
-@errors(404)
+@errors(404, 503)
 @require_token()
 @blp.arguments(PageArgs(), location="query")
 def geography_media(args, geography_id):
@@ -95,3 +100,14 @@ def geography_media(args, geography_id):
     cursor = ids[count - 1] if len(ids) > count else None
     return ok(services.media.by_ids(db(), ids[:count], viewer.id),
               pagination=next_page("next_max_id", cursor, url_param="max_id"))
+
+
+def register_search_error_handlers(app) -> None:
+    """The envelope for a search backend that does not answer, on any endpoint (users and
+    tags search too): 503, the client may retry."""
+
+    @app.errorhandler(SearchUnavailable)
+    def handle_search_unavailable(error: SearchUnavailable):
+        log.warning("search unavailable: %s", error)
+        unavailable = ServiceUnavailable("Search is unavailable; try again later.")
+        return error_response(unavailable.code, unavailable.error_type, unavailable.message)

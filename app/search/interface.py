@@ -15,6 +15,10 @@ from typing import Protocol, Sequence
 EARTH_RADIUS_M = 6_371_008.7714  # the mean radius Solr's geofilt uses (DistanceUtils.EARTH_MEAN_RADIUS_KM)
 
 
+class SearchUnavailable(Exception):
+    """The search backend did not answer (or refused the request): a 503 for the API, a retry for a task."""
+
+
 @dataclass(frozen=True)
 class Circle:
     """An area on the sphere: a centre and a radius in metres (great-circle distance)."""

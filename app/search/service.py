@@ -77,7 +77,7 @@ class SearchService:
     def index_photo(self, photo_id: int) -> bool:
         """A photo that became ready: its document, its location's and its tags' counts.
         A photo that is gone, not ready or has no position leaves the index."""
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             photo = session.get(Photo, photo_id)
             tag_ids = session.scalars(select(PhotoTag.tag_id).where(PhotoTag.photo_id == photo_id)).all()
             docs = self._photo_documents(session, [photo] if photo is not None else [])
@@ -99,13 +99,13 @@ class SearchService:
         tag_ids = list(tag_ids)
         if not tag_ids:
             return
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             tags = session.scalars(select(Tag).where(Tag.id.in_(tag_ids))).all()
             self.backend.index_tags([TagDocument(t.name, t.media_count) for t in tags])
 
     def index_users(self, user_ids: Iterable[int]) -> None:
         user_ids = list(user_ids)
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             users = session.scalars(select(User).where(User.id.in_(user_ids))).all() if user_ids else []
             docs = [_user_document(u) for u in users]
         self.backend.index_users(docs)
@@ -114,7 +114,7 @@ class SearchService:
     def reindex_owner(self, user_id: int) -> int:
         """An account turned private or public: its photos' documents say so again."""
         done = 0
-        with self.db.session() as session:
+        with self.db.session(read_only=True) as session:
             for photos in _batches(session, _geo_photos().where(Photo.user_id == user_id)):
                 docs = self._photo_documents(session, photos)
                 self.backend.index_photos(docs)

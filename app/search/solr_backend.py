@@ -21,12 +21,20 @@ and checks every request against the shipped schema.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Sequence
 
 import pysolr
 
-from app.search.interface import Circle, LocationDocument, PhotoDocument, TagDocument, UserDocument
+from app.search.interface import (
+    Circle,
+    LocationDocument,
+    PhotoDocument,
+    SearchUnavailable,
+    TagDocument,
+    UserDocument,
+)
 
 COMMIT_WITHIN_MS = 1000
 TIMEOUT_SECONDS = 5
@@ -48,20 +56,32 @@ def _geofilt(circle: Circle) -> str:
     return f"{{!geofilt sfield=location pt={circle.latitude!r},{circle.longitude!r} d={circle.radius_m / 1000!r}}}"
 
 
+@contextmanager
+def _answering():
+    """pysolr raises SolrError for a Solr that is down, slow or refusing: one error for the callers."""
+    try:
+        yield
+    except pysolr.SolrError as error:
+        raise SearchUnavailable(f"Solr: {error}") from error
+
+
 class SolrSearch:
     def __init__(self, url: str, session=None) -> None:
         self.solr = pysolr.Solr(url, timeout=TIMEOUT_SECONDS, session=session)
 
     def _add(self, docs: list[dict]) -> None:
         if docs:
-            self.solr.add(docs, commitWithin=COMMIT_WITHIN_MS)
+            with _answering():
+                self.solr.add(docs, commitWithin=COMMIT_WITHIN_MS)
 
     def _delete(self, ids: list[str]) -> None:
         if ids:
-            self.solr.delete(id=ids, softCommit=True)
+            with _answering():
+                self.solr.delete(id=ids, softCommit=True)
 
     def _ids(self, query: str, *filters: str, sort: str, limit: int, field: str = "item_id", **params) -> list:
-        results = self.solr.search(query, fq=list(filters), sort=sort, rows=limit, fl=field, **params)
+        with _answering():
+            results = self.solr.search(query, fq=list(filters), sort=sort, rows=limit, fl=field, **params)
         return [doc[field] for doc in results]
 
     # -- photos -------------------------------------------------------------------
@@ -130,7 +150,9 @@ class SolrSearch:
 
     # -- the whole index -------------------------------------------------------------
     def clear(self) -> None:
-        self.solr.delete(q="*:*", softCommit=True)
+        with _answering():
+            self.solr.delete(q="*:*", softCommit=True)
 
     def flush(self) -> None:
-        self.solr.commit()
+        with _answering():
+            self.solr.commit()
