@@ -38,6 +38,7 @@ DEFAULT_DISTANCE_M = 1000
 MAX_DISTANCE_M = 5000
 DEFAULT_WINDOW_MS = 5 * 86_400_000
 MAX_WINDOW_MS = 7 * 86_400_000
+WINDOW_GRACE_MS = 60_000  # "7 days before now", computed by a client a moment before its request
 MAX_ROUNDS = 10  # backend pages read per search before answering with what is visible so far
 REBUILD_BATCH = 500
 
@@ -57,7 +58,7 @@ def window(min_timestamp: int | None, max_timestamp: int | None, now_ms: int | N
     since_ms = min_timestamp * 1000 if min_timestamp is not None else until_ms - DEFAULT_WINDOW_MS
     if since_ms >= until_ms:
         raise InvalidParameters("min_timestamp must not be after max_timestamp")
-    if until_ms - since_ms > MAX_WINDOW_MS:
+    if until_ms - since_ms > MAX_WINDOW_MS + WINDOW_GRACE_MS:
         raise InvalidParameters("the time window (max_timestamp - min_timestamp) must not exceed 7 days")
     return Window(since_ms, until_ms)
 
