@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"&distance=1000&access_token={token}")
         bare_url = f"http://127.0.0.1:{PORT}/bench/bare"
         body = json.loads(urllib.request.urlopen(search_url).read())
-        assert body["meta"]["code"] == 200 and len(body["data"]) == 20, str(body)[:300]
+        assert body["meta"]["code"] == 200 and body["data"], str(body)[:300]
+        print(f"each search answers {len(body['data'])} media (20 at the default size)", flush=True)
         for url in (bare_url, search_url):  # warm every worker: connections, the cache of the media
             wrk(binary, url, 2, args.connections)
         runs = {"search": [], "bare": []}
