@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api import docs, formats
 from app.api.common import register_media_error_handlers
+from app.cli import shutter as shutter_commands
 from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
@@ -58,13 +59,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     docs.register(api)
     limiter.init_app(app)
     # Imported here: their names (media, feeds) would shadow the domain packages in app's namespace.
-    from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
+    from app.api import browse, engagement, feeds, health, media, oauth, relationships, search, users
 
-    for area in (oauth, users, relationships, media, feeds, engagement, browse):
+    for area in (oauth, users, relationships, media, feeds, engagement, browse, search):
         api.register_blueprint(area.blp)
     app.register_blueprint(health.blp)
+    app.cli.add_command(shutter_commands)  # flask --app wsgi shutter …
     register_error_handlers(app)
     register_media_error_handlers(app)
+    search.register_search_error_handlers(app)
     init_metrics(app)
 
     @app.after_request

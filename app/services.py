@@ -25,6 +25,10 @@ from app.media.serializers import Serializer
 from app.media.storage import storage_from_settings
 from app.platform.aftercommit import SERVICES
 from app.platform.cache import cache_from_settings
+from app.search.interface import SearchBackend
+from app.search.redis_backend import RedisSearch
+from app.search.service import SearchService
+from app.search.solr_backend import SolrSearch
 from app.worker import make_celery
 from models import Database
 
@@ -73,6 +77,21 @@ class Services:
     @cached_property
     def rendered(self) -> RenderedFeed:
         return RenderedFeed(self.redis, self.feeds)
+
+    @cached_property
+    def search_backend(self) -> SearchBackend:
+        """SEARCH_BACKEND: `redis` (GEO sets in REDIS_URL's Redis) or `solr` (SOLR_URL, a core's URL)."""
+        if self.settings.search_backend == "solr":
+            if not self.settings.solr_url:
+                raise ValueError("SEARCH_BACKEND=solr needs SOLR_URL (e.g. http://solr:8983/solr/shutter)")
+            return SolrSearch(self.settings.solr_url)
+        if self.settings.search_backend == "redis":
+            return RedisSearch(self.redis)
+        raise ValueError(f"SEARCH_BACKEND must be redis or solr, not {self.settings.search_backend!r}")
+
+    @cached_property
+    def search(self) -> SearchService:
+        return SearchService(self.search_backend, self.db)
 
     @cached_property
     def passwords(self) -> PasswordService:

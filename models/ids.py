@@ -59,6 +59,11 @@ def min_id_for_millis(millis: int) -> int:
     return max(millis - SHUTTER_EPOCH_MS, 0) << (SHARD_BITS + SEQUENCE_BITS)
 
 
+def millis_of_id(id_: int) -> int:
+    """When an id was made, in Unix milliseconds (its 41 time bits)."""
+    return (id_ >> (SHARD_BITS + SEQUENCE_BITS)) + SHUTTER_EPOCH_MS
+
+
 def shortcode(id_: int) -> str:
     """Instagram's shortcode: the id in URL-safe base64, without padding."""
     raw = id_.to_bytes(8, "big").lstrip(b"\0") or b"\0"

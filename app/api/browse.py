@@ -119,7 +119,7 @@ def search_tags(args):
     q = args["q"].lstrip("#")
     if text.normal_tag_name(q) is None:
         raise InvalidParameters("q: letters, digits and '_' only")
-    return ok([tag_json(t) for t in tags.search(db(), q, args["count"])])
+    return ok([tag_json(t) for t in services.search.tags_starting(db(), q, args["count"])])
 
 
 def _location(location_id: str) -> Location:

@@ -118,6 +118,6 @@ def delete_media(media_id):
     photo = services.media.visible_photo(session, current_user().id, parse_id(media_id, "media id"))
     if photo.user_id != current_user().id:
         raise APIError("you can only delete your own media", code=403, error_type="APINotAllowedError")
-    if not pipeline.delete_photo(session, services.storage, photo, services.celery):
+    if not pipeline.delete_photo(session, services.storage, photo, services.celery, services.search):
         raise NotFound("invalid media id")  # a concurrent delete of the same photo won
     return ok(None)

@@ -6,7 +6,7 @@ import re
 import marshmallow as ma
 from flask import request
 from flask_smorest.fields import Upload
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.auth import new_password_hash, set_password
@@ -26,14 +26,13 @@ from app.api.docs import NO_AUTH, errors, multipart, success
 from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
-from app.platform import text
 from app.platform.aftercommit import after_commit
-from app.platform.changes import user_changed
+from app.platform.changes import owner_visibility_changed, user_changed, user_indexed
 from app.platform.paging import split_page
 from app.services import services
 from app.social import relationships as social
 from app.social import visibility
-from models import Block, Follow, User, begin_write
+from models import Follow, User, begin_write
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
@@ -96,6 +95,8 @@ def signup(args):
     )
     session.add(user)
     try:
+        session.flush()
+        user_indexed(session, user.id)  # user search finds them once this commits
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -146,7 +147,9 @@ def edit_profile(args):
         for pair in social.approve_all_requests(session, user):
             activity.follow_started(session, *pair)
             services.feeds.apply_change(session, social.Change("approve", follow_started=pair))  # their feeds
-    user_changed(session, user.id)  # cached summaries: name, picture
+    user_changed(session, user.id)  # cached summaries: name, picture; the user search's entry
+    if was_private != user.is_private:
+        owner_visibility_changed(session, user.id)  # their photos' search documents
     if replaced:  # an old public picture left behind costs only its bytes
         after_commit(session).best_effort("storage.delete", services.storage.delete, [replaced])
     session.commit()
@@ -168,17 +171,8 @@ def _new_password_hash(user: User, new: str | None, current: str | None) -> str 
 @require_token()
 @blp.arguments(SearchArgs(), location="query")
 def search_users(args):
-    """Users whose username or full name starts with q."""
-    prefix = text.like_prefix(args["q"])
-    viewer = current_user()
-    blocked_viewer = select(Block.blocker_id).where(Block.blocked_id == viewer.id)
-    users = db().scalars(
-        select(User)
-        .where(or_(User.username_key.like(prefix, escape="\\"), func.lower(User.full_name).like(prefix, escape="\\")))
-        .where(User.id.not_in(blocked_viewer))
-        .order_by(func.length(User.username), User.id)
-        .limit(args["count"])
-    ).all()
+    """Users whose username, then those whose full name, starts with q (case folded)."""
+    users = services.search.users_starting(db(), current_user().id, args["q"], args["count"])
     return ok([services.serializer.user_summary(u) for u in users])
 
 

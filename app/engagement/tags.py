@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.platform import text
+from app.platform.changes import tags_counted
 from models import PhotoTag, Tag
 
 
@@ -44,7 +45,10 @@ def count_photo(session: Session, photo_id: int, delta: int) -> None:
 
 
 def count_tags(session: Session, tag_ids, delta: int) -> None:
-    """count_photo for tag ids read beforehand (a delete reads them before its links go)."""
+    """count_photo for tag ids read beforehand (a delete reads them before its links go);
+    after the commit the search index gets the new counts."""
+    tag_ids = list(tag_ids)
+    tags_counted(session, tag_ids)
     for tag_id in sorted(tag_ids):  # row locks taken in id order: concurrent publishes cannot deadlock
         session.execute(
             update(Tag).where(Tag.id == tag_id).values(media_count=Tag.media_count + delta),
@@ -55,11 +59,3 @@ def count_tags(session: Session, tag_ids, delta: int) -> None:
 def get(session: Session, name: str) -> Tag | None:
     return session.scalar(select(Tag).where(Tag.name == name))
 
-
-def search(session: Session, query: str, count: int) -> list[Tag]:
-    """Tags with published media whose name starts with `query`, the most used first."""
-    prefix = text.like_prefix(query)
-    return list(session.scalars(
-        select(Tag).where(Tag.name.like(prefix, escape="\\"), Tag.media_count > 0)
-        .order_by(Tag.media_count.desc(), Tag.name).limit(count)
-    ))

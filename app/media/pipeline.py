@@ -75,7 +75,7 @@ def every_derivative_key(photo_id: int, token: str | None) -> list[str]:
 def downstream_task_names() -> list[str]:
     """What a photo that became ready sets off. Each feature adds its task here
     when it exists (fan-out, search, subscribers, push, share)."""
-    return ["tasks.feeds.fan_out"]
+    return ["tasks.feeds.fan_out", "tasks.search.index_photo"]
 
 
 def _find_by_idempotency_key(session: Session, user_id: int, key: str | None) -> Photo | None:
@@ -290,7 +290,7 @@ def _stored_keys(photo_id: int, gone) -> list[str]:
     return list(dict.fromkeys([gone.original_key, *every, *listed]))
 
 
-def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) -> bool:
+def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None, search=None) -> bool:
     """Remove a photo and its files; rows that reference it go by ON DELETE CASCADE.
     False when it was already gone (a concurrent or repeated delete): nothing is counted twice.
 
@@ -298,7 +298,9 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     counted and removed comes from the row as it is deleted.
 
     With `celery`, its removal from feeds is promised in the same commit
-    (tasks.feeds.remove_photo; the outbox row cannot reference the deleted photo).
+    (tasks.feeds.remove_photo; the outbox row cannot reference the deleted photo),
+    and its removal from the search index (tasks.search.remove_photo; done at once
+    after the commit with `search`, app.search.service.SearchService).
     """
     photo_id = photo.id
     gone, tag_ids = _delete_row(session, photo_id)
@@ -312,6 +314,10 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None) 
     unit = after_commit(session)
     if celery is not None and was_ready:
         unit.must_happen(session, outbox.task("tasks.feeds.remove_photo", photo_id=photo_id, user_id=gone.user_id),
+                         celery=celery)
+        # (its tags' counts reach the index through tags.count_tags, above)
+        unit.must_happen(session, outbox.task("tasks.search.remove_photo", photo_id=photo_id),
+                         now=partial(search.remove_photo, photo_id) if search is not None else None,
                          celery=celery)
     # The files' removal is promised in the same commit too (the derivatives are
     # public URLs, and the original keeps the uploader's GPS): done at once after

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.platform import outbox
 from app.platform.aftercommit import after_commit
 from app.platform.keys import cached_photo_keys, cached_user_key
 
@@ -18,6 +19,10 @@ INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
 LIKED_TASK = "tasks.feeds.liked_changed"
+# The search index's (tasks/search.py): each reads the rows again, so a late or repeated run is harmless.
+INDEX_TAGS_TASK = "tasks.search.index_tags"
+INDEX_USERS_TASK = "tasks.search.index_users"
+REINDEX_OWNER_TASK = "tasks.search.reindex_owner"
 
 
 def photo_changed(session: Session, photo_id: int) -> None:
@@ -43,6 +48,7 @@ def user_changed(session: Session, user_id: int) -> None:
     unit.best_effort("cache.invalidate", svc.cache.invalidate, retry_as=INVALIDATE_TASK, keys=[cached_user_key(user_id)])
     unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
                      user_ids=[user_id])
+    user_indexed(session, user_id)
 
 
 def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) -> None:
@@ -52,3 +58,27 @@ def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) ->
     unit = after_commit(session)
     unit.best_effort("rendered.liked", unit.services.rendered.liked, retry_as=LIKED_TASK,
                      user_id=user_id, photo_id=photo_id, liked=liked)
+
+
+def user_indexed(session: Session, user_id: int) -> None:
+    """A new user, or a new full name: the search index finds them by it."""
+    unit = after_commit(session)
+    unit.best_effort("search.index_users", unit.services.search.index_users, retry_as=INDEX_USERS_TASK,
+                     user_ids=[user_id])
+
+
+def tags_counted(session: Session, tag_ids) -> None:
+    """Tags' media_count changed (a photo published or deleted): tag search ranks by it."""
+    tag_ids = sorted(tag_ids)
+    if not tag_ids:
+        return
+    unit = after_commit(session)
+    unit.best_effort("search.index_tags", unit.services.search.index_tags, retry_as=INDEX_TAGS_TASK,
+                     tag_ids=tag_ids)
+
+
+def owner_visibility_changed(session: Session, user_id: int) -> None:
+    """An account turned private or public: its photos' search documents say so again,
+    on the search queue (results are filtered by the database at once either way)."""
+    unit = after_commit(session)
+    unit.must_happen(session, outbox.task(REINDEX_OWNER_TASK, user_id=user_id))

@@ -27,6 +27,16 @@ POPULAR = "popular"  # sorted set: /media/popular's ranking
 TOKEN = "token:"  # a token's cached lookup, by the token's hash
 TOKEN_CLOCK = "token-clock:"  # when a token last changed (revoked, re-scoped)
 CLOCK_SUFFIX = ":changed"  # after a key: when what it caches last changed (app.platform.clocks)
+# -- the Redis search backend (app.search.redis_backend); every one starts with SEARCH --------
+SEARCH = "search:"
+SEARCH_PHOTOS_DAY = "search:photos:"  # GEO set: the photos taken on one UTC day (day number after it)
+SEARCH_POLAR_PHOTOS = "search:polar-photos"  # hash: photo id -> "lat,lng", beyond Redis GEO's latitudes
+SEARCH_LOCATIONS = "search:locations"  # GEO set: locations
+SEARCH_POLAR_LOCATIONS = "search:polar-locations"  # hash: location id -> "lat,lng"
+SEARCH_USERNAMES = "search:usernames"  # sorted set, all scores 0: "<username_key>\0<id>", by ZRANGEBYLEX
+SEARCH_FULL_NAMES = "search:full-names"  # likewise "<lower-cased full name>\0<id>"
+SEARCH_USER_ENTRIES = "search:user-entries"  # hash: user id -> its two entries above (JSON), to replace them
+SEARCH_TAG_PREFIX = "search:tag-prefix:"  # sorted set per prefix of a tag name: names scored by -media_count
 
 
 def cached_user_key(user_id: int) -> str:
@@ -97,3 +107,12 @@ def token_cache_key(token_hash: str) -> str:
 
 def token_clock_key(token_hash: str) -> str:
     return f"{TOKEN_CLOCK}{token_hash}"
+
+
+def search_photos_day_key(day: int) -> str:
+    """`day`: days since the Unix epoch (UTC)."""
+    return f"{SEARCH_PHOTOS_DAY}{day}"
+
+
+def search_tag_prefix_key(prefix: str) -> str:
+    return f"{SEARCH_TAG_PREFIX}{prefix}"

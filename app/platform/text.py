@@ -43,7 +43,3 @@ def normal_tag_name(name: str) -> str | None:
     """A tag name from a URL, lower-cased; None when it cannot be a tag."""
     return name.lower() if _TAG_NAME.fullmatch(name) else None
 
-
-def like_prefix(query: str) -> str:
-    """A LIKE pattern (escape character backslash) matching what starts with `query`, lower-cased."""
-    return query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

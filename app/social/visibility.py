@@ -41,6 +41,15 @@ def can_view_media(session: Session, viewer_id: int, owner: User) -> bool:
     return not owner.is_private or follow_status(session, viewer_id, owner.id) == "active"
 
 
+def followed_private_owners(session: Session, viewer_id: int) -> set[int]:
+    """The private accounts whose media the viewer may see (as an approved follower),
+    before blocks: a search index's pre-filter, never the rule itself."""
+    return set(session.scalars(
+        select(Follow.followee_id).join(User, User.id == Follow.followee_id)
+        .where(Follow.follower_id == viewer_id, Follow.status == "active", User.is_private.is_(True))
+    ))
+
+
 def visible_to(viewer_id: int):
     """A condition on Photo: ready, and its owner's media visible to the viewer.
 
