@@ -7,7 +7,7 @@ CELERY_WORKER_ARGS ?= -Q media,feed,io,search,default --concurrency 2 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds clean
+.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds bench-realtime clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
@@ -18,6 +18,7 @@ help:
 	@echo "make flower          Flower on 127.0.0.1:$(FLOWER_PORT)"
 	@echo "make bench-pipeline  bench/pipeline.py"
 	@echo "make bench-feeds     bench/feeds.py"
+	@echo "make bench-realtime  bench/realtime.py"
 	@echo "make clean           remove .venv and caches (var/ data is kept)"
 
 venv: $(STAMP)
@@ -64,6 +65,9 @@ bench-pipeline: venv
 
 bench-feeds: venv
 	$(PY) bench/feeds.py
+
+bench-realtime: venv
+	$(PY) bench/realtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -57,9 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     docs.register(api)
     limiter.init_app(app)
     # Imported here: their names (media, feeds) would shadow the domain packages in app's namespace.
-    from app.api import browse, engagement, feeds, health, media, oauth, relationships, users
+    from app.api import browse, engagement, feeds, health, media, oauth, relationships, subscriptions, users
 
-    for area in (oauth, users, relationships, media, feeds, engagement, browse):
+    for area in (oauth, users, relationships, media, feeds, engagement, browse, subscriptions):
         api.register_blueprint(area.blp)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
