@@ -30,6 +30,7 @@ from instagram.subscriptions import SubscriptionsReactor, SubscriptionVerifyErro
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+import tasks.realtime  # noqa: F401  registers tasks.realtime.* with every Celery app
 from app.realtime.callbacks import AddressGuard, CallbackRefused
 from app.realtime.subscriptions import DELIVER_TASK, distance_meters
 from models import Outbox, Subscription
@@ -127,7 +128,7 @@ class Deliveries:
         rows = self.promised()
         for row in rows:
             self.done.add(row.id)
-            task.apply(kwargs=row.payload, throw=True)
+            task.apply(kwargs=row.payload).get()  # raises what the last attempt raised
         return len(rows)
 
 

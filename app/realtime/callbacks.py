@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,7 +78,7 @@ class AddressGuard:
         (a name that also answers an internal address is not trusted with the others)."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as error:
+        except (OSError, UnicodeError) as error:  # socket.gaierror is an OSError
             raise UnknownHost(f"cannot resolve {host!r}: {error}") from error
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos))
         refused = [address for address in addresses if not self.is_allowed(address)]
@@ -122,27 +123,35 @@ class HttpCallbacks:
 
     def __init__(self, guard: AddressGuard, timeout_seconds: float, max_connections: int = 100) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.timeout_seconds = timeout_seconds
         self.http = httpx.Client(
             transport=_GuardedTransport(guard, limits), timeout=timeout_seconds, follow_redirects=False,
             trust_env=False, headers={"User-Agent": USER_AGENT},
         )
 
     def get(self, url: str, params: dict[str, str]) -> CallbackResponse:
-        return self._send(self.http.build_request("GET", url, params=params))
+        try:  # added to the URL's own query (httpx's params= would replace it)
+            url = httpx.URL(url).copy_merge_params(params)
+        except httpx.InvalidURL as error:
+            raise CallbackError(f"InvalidURL: {error}") from error
+        return self._send("GET", url)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> CallbackResponse:
-        return self._send(self.http.build_request("POST", url, content=body, headers=headers))
+        return self._send("POST", url, content=body, headers=headers)
 
-    def _send(self, request: httpx.Request) -> CallbackResponse:
+    def _send(self, method: str, url: str | httpx.URL, **kwargs) -> CallbackResponse:
+        # The timeout bounds each connect and read; a body that trickles in is also cut
+        # at twice that in all, so a slow callback cannot hold an API worker for long.
+        deadline = time.monotonic() + 2 * self.timeout_seconds
         try:
-            with self.http.send(request, stream=True) as response:
+            with self.http.stream(method, url, **kwargs) as response:
                 body = b""
                 for chunk in response.iter_bytes():  # a huge or endless answer is cut, not read
                     body += chunk
-                    if len(body) >= MAX_BODY:
+                    if len(body) >= MAX_BODY or time.monotonic() > deadline:
                         break
                 return CallbackResponse(response.status_code, body[:MAX_BODY])
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise CallbackError(f"{type(error).__name__}: {error}") from error
 
     def close(self) -> None:

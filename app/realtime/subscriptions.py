@@ -45,6 +45,7 @@ from app.realtime.callbacks import CallbackClient, CallbackError, CallbackRefuse
 from app.social.visibility import may_view
 from models import (AccessToken, Client, Location, Photo, PhotoTag, Subscription, SubscriptionDelivery, Tag, User,
                     begin_write, utcnow)
+from models.ids import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ def distance_meters(lat1: float, lng1: float, lat2: float, lng2: float) -> float
     return 2 * EARTH_RADIUS_METERS * math.asin(min(1.0, math.sqrt(a)))
 
 
+def _id(raw: str) -> int | None:
+    """A row id sent as a string; None when it cannot be one."""
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ID else None
+
+
 def _authorized_by(user_id, client_pk):
     """A live token of the client held by the user: the user authorized the client."""
     return exists().where(AccessToken.client_pk == client_pk, AccessToken.user_id == user_id,
@@ -149,12 +155,13 @@ class SubscriptionService:
             # v1: every user who authorized the client. An object_id narrows it to one of them.
             if raw is None:
                 return None
-            if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+            user_id = _id(raw)
+            if user_id is None:
                 raise InvalidParameters(f"invalid object_id for a user subscription: {raw!r}")
-            if not session.scalar(select(_authorized_by(int(raw), client.id))):
+            if not session.scalar(select(_authorized_by(user_id, client.id))):
                 raise NotAllowed("A user subscription covers the client's own users: this user has not "
                                  "authorized the client.")
-            return str(int(raw))
+            return str(user_id)
         if raw is None:
             raise InvalidParameters(f"A {new.object} subscription needs object_id.")
         if new.object == "tag":
@@ -162,11 +169,12 @@ class SubscriptionService:
             if name is None:
                 raise InvalidParameters(f"invalid tag name: {raw!r}")
             return name
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        location_id = _id(raw)
+        if location_id is None:
             raise InvalidParameters(f"invalid location id: {raw!r}")
-        if session.get(Location, int(raw)) is None:
+        if session.get(Location, location_id) is None:
             raise NotFound("this location does not exist")
-        return str(int(raw))
+        return str(location_id)
 
     def verify_callback(self, callback_url: str, verify_token: str) -> None:
         """v1's handshake: GET the callback with a random hub.challenge; it must answer 200 with
