@@ -163,6 +163,7 @@ class SubscriptionDelivery(Base):
     """A photo announced to a subscription: claimed once, so a task run twice announces it once."""
 
     __tablename__ = "subscription_deliveries"
+    __table_args__ = (Index("ix_subscription_deliveries_created_at", "created_at"),)  # the sweeper's purge
 
     subscription_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)

@@ -23,17 +23,18 @@ import dataclasses
 import io
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from instagram import InstagramAPI, InstagramAPIError
 from instagram.subscriptions import SubscriptionsReactor, SubscriptionVerifyError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 import tasks.realtime  # noqa: F401  registers tasks.realtime.* with every Celery app
 from app.realtime.callbacks import AddressGuard, CallbackRefused
 from app.realtime.subscriptions import DELIVER_TASK, distance_meters
-from models import Outbox, Subscription
+from models import Outbox, Subscription, SubscriptionDelivery, utcnow
 from tests.callbacks import CallbackServer, closed_port, ipv6_loopback
 from tests.support import Account, Shutter, assert_error
 from tests.test_feeds import JPEG, post_photo, services_of
@@ -317,6 +318,22 @@ def test_a_new_photo_is_posted_signed_once_per_callback(shutter, callback):
     assert deliveries.notify(photo) == 0
     assert deliveries.run() == 0
     assert len(callback.deliveries) == 2
+
+
+def test_the_sweeper_purges_old_claims(shutter, callback):
+    alice = shutter.account("alice")
+    subscribed(shutter, object="user", callback_url=callback.url())
+    deliveries = Deliveries(shutter)
+    old, recent = post_photo(shutter, alice), post_photo(shutter, alice)
+    assert deliveries.notify(old) == 1 and deliveries.notify(recent) == 1
+    services = services_of(shutter)
+    with services.db.session() as session:
+        session.execute(update(SubscriptionDelivery).where(SubscriptionDelivery.photo_id == old)
+                        .values(created_at=utcnow() - timedelta(days=8)))
+        session.commit()
+    assert services.subscriptions.purge_claims(timedelta(days=7), batch=1) == 1
+    with services.db.session() as session:
+        assert session.scalars(select(SubscriptionDelivery.photo_id)).all() == [recent]
 
 
 def test_a_user_subscription_covers_only_the_clients_own_users(shutter, callback):

@@ -32,9 +32,10 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -339,6 +340,24 @@ class SubscriptionService:
             log.warning("subscriptions %s disabled after %d failed deliveries in a row (%s)",
                         disabled, self.max_failures, error)
         return list(still)
+
+    def purge_claims(self, older_than: timedelta, batch: int = 1000, max_batches: int = 20) -> int:
+        """Delete claims older than `older_than` (the sweeper, with OUTBOX_RETENTION_HOURS), in
+        bounded batches: a notification runs again only soon after the first (a redelivered task),
+        so by then they have done their work. Returns how many went."""
+        cutoff = utcnow() - older_than
+        key = tuple_(SubscriptionDelivery.subscription_id, SubscriptionDelivery.photo_id)
+        deleted = 0
+        with self.db.session() as session:
+            for _ in range(max_batches):
+                old = (select(SubscriptionDelivery.subscription_id, SubscriptionDelivery.photo_id)
+                       .where(SubscriptionDelivery.created_at < cutoff).limit(batch))
+                count = session.execute(delete(SubscriptionDelivery).where(key.in_(old))).rowcount
+                session.commit()
+                deleted += count
+                if count < batch:
+                    break
+        return deleted
 
     def retry_delay(self, retries: int) -> float:
         """Seconds before retry number `retries` + 1: exponential, full jitter (Celery's own formula)."""

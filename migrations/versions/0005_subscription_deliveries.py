@@ -7,7 +7,7 @@ Create Date: 2026-12-02 01:20:00
 A subscription whose callback keeps failing is disabled (failures, last_error,
 disabled_at); subscription_deliveries records each photo announced to each
 subscription, so a notification task that runs twice announces it once
-(app/realtime/subscriptions.py). Geography subscriptions near a photo are found
+(app/realtime/subscriptions.py; the sweeper purges them after OUTBOX_RETENTION_HOURS). Geography subscriptions near a photo are found
 through a latitude band (ix_subscriptions_object_latitude).
 """
 from alembic import op
@@ -40,6 +40,8 @@ def upgrade() -> None:
     # A new table is empty: no CONCURRENTLY needed for its own index.
     op.create_index(op.f('ix_subscription_deliveries_photo_id'), 'subscription_deliveries', ['photo_id'],
                     unique=False)
+    op.create_index('ix_subscription_deliveries_created_at', 'subscription_deliveries', ['created_at'],
+                    unique=False)
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():  # CONCURRENTLY: subscriptions stay writable meanwhile
             op.create_index('ix_subscriptions_object_latitude', 'subscriptions', ['object', 'latitude'],
@@ -50,6 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_subscriptions_object_latitude', table_name='subscriptions')
+    op.drop_index('ix_subscription_deliveries_created_at', table_name='subscription_deliveries')
     op.drop_index(op.f('ix_subscription_deliveries_photo_id'), table_name='subscription_deliveries')
     op.drop_table('subscription_deliveries')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
