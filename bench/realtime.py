@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from app.realtime.callbacks import NO_DELAY  # noqa: E402
 from app.realtime.subscriptions import hub_signature  # noqa: E402
 from app.services import Services  # noqa: E402
 from bench.stack import free_port  # noqa: E402
@@ -46,6 +47,7 @@ DATABASE_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
 # -- the callback, in a process of its own -------------------------------------------
 class _Ok(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, for both loops alike
+    disable_nagle_algorithm = True  # its answer's headers and body leave at once
 
     def log_message(self, *args):
         pass
@@ -147,7 +149,9 @@ def main() -> None:
         client_pk, updates, secret = seed(services, url, args.batch)
         body = json.dumps(updates, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Hub-Signature": hub_signature(secret, body)}
-        with httpx.Client(trust_env=False) as http:
+        # The baseline's sockets are TCP_NODELAY too, as the guarded client's (app/realtime/callbacks.py).
+        transport = httpx.HTTPTransport(socket_options=NO_DELAY)
+        with httpx.Client(trust_env=False, transport=transport) as http:
             ours(services, client_pk, url, updates, 200)  # warm: connections, statements
             plain(http, url, body, headers, 200)
             measured = {"ours": [], "plain": []}

@@ -27,6 +27,9 @@ from typing import Protocol
 import httpcore
 import httpx
 
+# Small requests go out at once: with Nagle's algorithm a POST written as headers then
+# body waits for the callback's delayed ACK (~40 ms) before its body leaves.
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 MAX_BODY = 4096  # of a callback's answer: the handshake echoes a short challenge, the rest is ignored
 USER_AGENT = "Shutter-Subscriptions/1.0"
 
@@ -114,6 +117,7 @@ class _GuardedTransport(httpx.HTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
+            socket_options=NO_DELAY,
             network_backend=_GuardedBackend(guard),
         )
 

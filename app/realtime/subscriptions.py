@@ -297,14 +297,18 @@ class SubscriptionService:
         """POST one batch, signed. True when done (delivered, or nobody left to tell);
         False when it failed and should be retried (retry_delay)."""
         ids = [int(update_["subscription_id"]) for update_ in updates]
-        with self.db.session(read_only=True) as session:
-            secret = session.scalar(select(Client.client_secret).where(Client.id == client_pk))
-            failures = dict(session.execute(select(Subscription.id, Subscription.failures).where(
-                Subscription.id.in_(ids), Subscription.disabled_at.is_(None))).all())
+        with self.db.session(read_only=True) as session:  # one query: the live ones and the secret
+            rows = session.execute(
+                select(Subscription.id, Subscription.failures, Client.client_secret)
+                .join(Client, Client.id == Subscription.client_pk)
+                .where(Subscription.id.in_(ids), Subscription.client_pk == client_pk,
+                       Subscription.disabled_at.is_(None))).all()
+        failures = {row.id: row.failures for row in rows}
         live = set(failures)
         updates = [update_ for update_ in updates if int(update_["subscription_id"]) in live]
-        if secret is None or not updates:
+        if not updates:
             return True  # deleted or disabled meanwhile
+        secret = rows[0].client_secret
         body = json.dumps(updates, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Hub-Signature": hub_signature(secret, body)}
         try:
