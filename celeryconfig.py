@@ -19,6 +19,7 @@ task_routes = {
     "tasks.feeds.*": {"queue": "feed"},
     "tasks.search.*": {"queue": "search"},
     "tasks.outreach.*": {"queue": "io"},
+    "tasks.realtime.*": {"queue": "io"},  # subscribers' callbacks: waiting on remote HTTP
     "tasks.maintenance.*": {"queue": "default"},
 }
 

@@ -88,6 +88,13 @@ class Settings:
     # S3), past the hard one its worker child is killed (counts as an attempt).
     photo_soft_time_limit_seconds: int = 240
     photo_time_limit_seconds: int = 300
+    # Real-time subscriptions (app/realtime): callbacks never reach loopback, private,
+    # link-local, multicast or reserved addresses unless these CIDRs allow them (empty: none).
+    subscription_callback_allowed_networks: list[str] = field(default_factory=list)
+    subscription_callback_timeout_seconds: float = 5.0  # connect and read, per request to a callback
+    subscription_max_failures: int = 10  # consecutive failed deliveries before a subscription is disabled
+    subscription_retry_backoff_seconds: int = 2  # a failed delivery's retries: exponential, full jitter
+    subscription_retry_backoff_max_seconds: int = 600
 
     @property
     def broker_url(self) -> str:
@@ -153,4 +160,12 @@ class Settings:
             fanout_chunk=int(get("FANOUT_CHUNK", d.fanout_chunk)),
             photo_soft_time_limit_seconds=int(get("PHOTO_SOFT_TIME_LIMIT_SECONDS", d.photo_soft_time_limit_seconds)),
             photo_time_limit_seconds=int(get("PHOTO_TIME_LIMIT_SECONDS", d.photo_time_limit_seconds)),
+            subscription_callback_allowed_networks=_list(env.get("SUBSCRIPTION_CALLBACK_ALLOWED_NETWORKS")),
+            subscription_callback_timeout_seconds=float(get("SUBSCRIPTION_CALLBACK_TIMEOUT_SECONDS",
+                                                            d.subscription_callback_timeout_seconds)),
+            subscription_max_failures=int(get("SUBSCRIPTION_MAX_FAILURES", d.subscription_max_failures)),
+            subscription_retry_backoff_seconds=int(get("SUBSCRIPTION_RETRY_BACKOFF_SECONDS",
+                                                       d.subscription_retry_backoff_seconds)),
+            subscription_retry_backoff_max_seconds=int(get("SUBSCRIPTION_RETRY_BACKOFF_MAX_SECONDS",
+                                                           d.subscription_retry_backoff_max_seconds)),
         )

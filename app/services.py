@@ -25,6 +25,8 @@ from app.media.serializers import Serializer
 from app.media.storage import storage_from_settings
 from app.platform.aftercommit import SERVICES
 from app.platform.cache import cache_from_settings
+from app.realtime.callbacks import AddressGuard, HttpCallbacks
+from app.realtime.subscriptions import SubscriptionService
 from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
 from app.search.service import SearchService
@@ -107,6 +109,21 @@ class Services:
         return Presence(self.feeds)
 
     @cached_property
+    def callbacks(self) -> HttpCallbacks:
+        """HTTP to subscribers' callbacks, never to an address SUBSCRIPTION_CALLBACK_ALLOWED_NETWORKS
+        does not allow (app/realtime/callbacks.py)."""
+        s = self.settings
+        return HttpCallbacks(AddressGuard(s.subscription_callback_allowed_networks),
+                             s.subscription_callback_timeout_seconds)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionService:
+        s = self.settings
+        return SubscriptionService(self.db, self.callbacks, self.celery, max_failures=s.subscription_max_failures,
+                                   retry_backoff_seconds=s.subscription_retry_backoff_seconds,
+                                   retry_backoff_max_seconds=s.subscription_retry_backoff_max_seconds)
+
+    @cached_property
     def celery(self):
         """The Celery app on this settings' broker: publishes, and in a worker consumes."""
         return make_celery(self.settings, self.flask_app)
@@ -116,6 +133,8 @@ class Services:
             self.db.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
+        if "callbacks" in self.__dict__:
+            self.callbacks.close()
 
 
 services: Services = LocalProxy(lambda: current_app.extensions["shutter"])  # type: ignore[assignment]

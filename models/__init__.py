@@ -1,11 +1,13 @@
 """SQLAlchemy models. The schema itself is created only by Alembic (migrations/)."""
 from .base import Base, utcnow
 from .db import Database, begin_read, begin_write, make_engine
-from .media import Activity, Comment, Like, Location, Outbox, Photo, PhotoTag, Subscription, Tag
+from .media import (Activity, Comment, Like, Location, Outbox, Photo, PhotoTag, Subscription, SubscriptionDelivery,
+                    Tag)
 from .users import AccessToken, AuthorizationCode, Block, Client, Device, Follow, LinkedAccount, User
 
 __all__ = [
     "Base", "utcnow", "Database", "begin_read", "begin_write", "make_engine",
     "User", "Client", "AccessToken", "AuthorizationCode", "Follow", "Block", "Device", "LinkedAccount",
-    "Photo", "Like", "Comment", "Tag", "PhotoTag", "Location", "Activity", "Subscription", "Outbox",
+    "Photo", "Like", "Comment", "Tag", "PhotoTag", "Location", "Activity", "Subscription",
+    "SubscriptionDelivery", "Outbox",
 ]

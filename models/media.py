@@ -129,10 +129,17 @@ class Activity(Base):
 
 
 class Subscription(Base):
-    """A real-time subscription of an API client (v1's PubSubHubbub-style callbacks)."""
+    """A real-time subscription of an API client (v1's PubSubHubbub-style callbacks; app/realtime).
+
+    A geography's object_id is its own id (v1's geography id, /geographies/{id}/media/recent).
+    """
 
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_object_object_id", "object", "object_id"),)
+    __table_args__ = (
+        Index("ix_subscriptions_object_object_id", "object", "object_id"),
+        # Geographies near a photo: a latitude band first (app.realtime.subscriptions).
+        Index("ix_subscriptions_object_latitude", "object", "latitude"),
+    )
 
     id: Mapped[int] = id_column()
     client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -144,6 +151,24 @@ class Subscription(Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     radius: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_column()
+    # Failed deliveries in a row (a success resets it); at SUBSCRIPTION_MAX_FAILURES the
+    # subscription is disabled: no longer matched, gone from GET /v1/subscriptions.
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SubscriptionDelivery(Base):
+    """A photo announced to a subscription: claimed once, so a task run twice announces it once."""
+
+    __tablename__ = "subscription_deliveries"
+    __table_args__ = (Index("ix_subscription_deliveries_created_at", "created_at"),)  # the sweeper's purge
+
+    subscription_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)
+    photo_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True, index=True)
     created_at: Mapped[datetime] = created_column()
 
 

@@ -1,6 +1,8 @@
 """Periodic work on the default queue (celery beat)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from celery.utils.log import get_task_logger
 
@@ -19,6 +21,9 @@ def sweep() -> dict:
         purged = retention.purge(session, services.settings)
         # Photos processed before derivative tokens: a batch a minute moves under one.
         rekeyed = rekey.rekey_batch(session, services.storage, celery=services.celery)
+    # Photos announced to subscriptions: the claims that kept a notification from running twice.
+    purged["claims_purged"] = services.subscriptions.purge_claims(
+        timedelta(hours=services.settings.outbox_retention_hours))
     if any(result.values()):
         log.info("sweep re-published %s", result)
     if any(purged.values()):

@@ -19,6 +19,8 @@ TOKEN_SCHEMES = {"oauth2", "accessToken", "bearerAuth"}
 # password (HTTP Basic), or an access token with these scopes besides basic.
 NO_AUTH = {("POST", "/v1/users"), ("POST", "/oauth/access_token"), ("POST", "/oauth/revoke")}
 BASIC = {("POST", "/v1/clients"), ("GET", "/oauth/authorize")}
+# The API client's client_id and client_secret (real-time subscriptions, as in v1).
+CLIENT = {("POST", "/v1/subscriptions"), ("GET", "/v1/subscriptions"), ("DELETE", "/v1/subscriptions")}
 SCOPED = {
     ("POST", "/v1/users/{user_id}/relationship"): "relationships",
     ("POST", "/v1/media/{media_id}/likes"): "likes",
@@ -73,7 +75,7 @@ def file_fields(doc: dict, op: dict) -> tuple[dict, dict]:
 
 def test_security_schemes(doc):
     schemes = doc["components"]["securitySchemes"]
-    assert set(schemes) == TOKEN_SCHEMES | {"basicAuth"}
+    assert set(schemes) == TOKEN_SCHEMES | {"basicAuth", "clientId", "clientSecret"}
     oauth2 = schemes["oauth2"]
     assert oauth2["type"] == "oauth2"
     assert oauth2["flows"]["password"]["tokenUrl"] == "/oauth/access_token"
@@ -84,14 +86,17 @@ def test_security_schemes(doc):
     assert schemes["accessToken"] == {**schemes["accessToken"], "type": "apiKey", "in": "query", "name": "access_token"}
     assert schemes["bearerAuth"]["type"] == "http" and schemes["bearerAuth"]["scheme"] == "bearer"
     assert schemes["basicAuth"]["type"] == "http" and schemes["basicAuth"]["scheme"] == "basic"
+    assert schemes["clientId"] == {**schemes["clientId"], "type": "apiKey", "in": "query", "name": "client_id"}
+    assert schemes["clientSecret"] == {**schemes["clientSecret"], "type": "apiKey", "in": "query",
+                                       "name": "client_secret"}
     assert "security" not in doc  # no global default: each operation says what it takes
 
 
 def test_every_operation_declares_its_auth(doc):
     ops = list(operations(doc))
-    assert len(ops) == 36
+    assert len(ops) == 39
     labels = {(method, path) for method, path, _ in ops}
-    assert NO_AUTH | BASIC | set(SCOPED) <= labels
+    assert NO_AUTH | BASIC | CLIENT | set(SCOPED) <= labels
     for method, path, op in ops:
         label = (method, path)
         assert "security" in op, label
@@ -99,6 +104,8 @@ def test_every_operation_declares_its_auth(doc):
             assert op["security"] == [], label
         elif label in BASIC:
             assert op["security"] == [{"basicAuth": []}], label
+        elif label in CLIENT:
+            assert op["security"] == [{"clientId": [], "clientSecret": []}], label
         else:
             assert [name for requirement in op["security"] for name in requirement] == ["oauth2", "accessToken",
                                                                                         "bearerAuth"], label

@@ -50,6 +50,15 @@ SECURITY_SCHEMES = {
         "description": "The same OAuth 2 access token as `Authorization: Bearer <token>`, for clients that "
                        "do not run an OAuth flow themselves. The scopes listed under oauth2 apply.",
     },
+    "clientId": {
+        "type": "apiKey", "in": "query", "name": "client_id",
+        "description": "An API client's client_id, with its client_secret: real-time subscriptions "
+                       "authenticate the client, not a user, as v1's did (also accepted as form fields of a POST).",
+    },
+    "clientSecret": {
+        "type": "apiKey", "in": "query", "name": "client_secret",
+        "description": "The client_secret that goes with client_id (a wrong one answers 400 OAuthClientException).",
+    },
     "basicAuth": {
         "type": "http", "scheme": "basic",
         "description": "The user's own username and password (HTTP Basic): registering an API client and "
@@ -59,6 +68,7 @@ SECURITY_SCHEMES = {
 
 NO_AUTH: list = []  # an explicit "none": sign-up and the token exchange take no credentials
 BASIC_AUTH = [{"basicAuth": []}]
+CLIENT_AUTH = [{"clientId": [], "clientSecret": []}]  # both together: the subscriptions' client credentials
 
 
 def token_security(*scopes: str) -> list[dict]:

@@ -75,7 +75,7 @@ def every_derivative_key(photo_id: int, token: str | None) -> list[str]:
 def downstream_task_names() -> list[str]:
     """What a photo that became ready sets off. Each feature adds its task here
     when it exists (fan-out, search, subscribers, push, share)."""
-    return ["tasks.feeds.fan_out", "tasks.search.index_photo"]
+    return ["tasks.feeds.fan_out", "tasks.search.index_photo", "tasks.realtime.notify_subscribers"]
 
 
 def _find_by_idempotency_key(session: Session, user_id: int, key: str | None) -> Photo | None:

@@ -50,6 +50,19 @@ def followed_private_owners(session: Session, viewer_id: int) -> set[int]:
     ))
 
 
+def may_view(viewer_id, owner: User):
+    """can_view_media as a condition on `viewer_id`, a column of user ids (or a value): that
+    user may see `owner`'s media. For queries that ask who among many may (app.realtime)."""
+    blocked = exists().where(or_(
+        and_(Block.blocker_id == viewer_id, Block.blocked_id == owner.id),
+        and_(Block.blocker_id == owner.id, Block.blocked_id == viewer_id),
+    ))
+    if not owner.is_private:
+        return or_(viewer_id == owner.id, ~blocked)
+    follows = exists().where(Follow.follower_id == viewer_id, Follow.followee_id == owner.id, Follow.status == "active")
+    return or_(viewer_id == owner.id, and_(~blocked, follows))
+
+
 def visible_to(viewer_id: int):
     """A condition on Photo: ready, and its owner's media visible to the viewer.
 
