@@ -33,7 +33,7 @@ from app.search.redis_backend import GEO_MAX_LATITUDE
 from models import Client, Location, Outbox, Photo, Subscription
 from models.ids import SHARD_BITS, SEQUENCE_BITS, SHUTTER_EPOCH_MS, shortcode
 from tests import images
-from tests.support import Shutter, assert_error
+from tests.support import Account, Shutter, assert_error
 
 PARIS = (48.8566, 2.3522)
 DAY = 86_400
@@ -390,6 +390,13 @@ def test_geography_recent_media(app, shutter):
     tag_subscription = geography(app, shutter, None, None, None, obj="tag")
     assert_error(shutter.get(f"/v1/geographies/{tag_subscription}/media/recent", alice), 404, "APINotFoundError")
     assert_error(shutter.get("/v1/geographies/abc/media/recent", alice), 400, "APIInvalidParametersError")
+
+    # A geography is its API client's: a token of another client does not find it.
+    other = shutter.register_client("developer", name="another app").json["data"]
+    login = shutter.login("alice", client=other)
+    assert login.status_code == 200, login.json
+    outsider = Account(alice.id, "alice", login.json["access_token"])
+    assert_error(shutter.get(path, outsider), 404, "APINotFoundError")
 
 
 # --- users and tags -------------------------------------------------------------------------

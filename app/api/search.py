@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import marshmallow as ma
+from flask import g
 
 from app.api.common import Blueprint, PageArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
 from app.api.docs import errors, success
@@ -89,8 +90,8 @@ def search_locations(args):
 @blp.arguments(PageArgs(), location="query")
 def geography_media(args, geography_id):
     """Recent media (the last 7 days) inside a geography subscription's area (count, max_id, min_id)."""
-    circle = services.search.geography(db(), parse_id(geography_id, "geography id"))
-    if circle is None:
+    circle = services.search.geography(db(), parse_id(geography_id, "geography id"), g.token.client_pk)
+    if circle is None:  # no such geography, or another API client's
         raise NotFound("invalid geography id")
     viewer = current_user()
     count = args["count"]

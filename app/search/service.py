@@ -198,10 +198,12 @@ class SearchService:
         return [rows[i] for i in ids if i in rows]
 
     @staticmethod
-    def geography(session: Session, geography_id: int) -> Circle | None:
-        """The area of a geography subscription (its id is the geography's), or None."""
+    def geography(session: Session, geography_id: int, client_pk: int) -> Circle | None:
+        """The area of a geography subscription (its id is the geography's), or None. A
+        geography is its API client's, as in v1: another client's id is unknown here."""
         subscription = session.get(Subscription, geography_id)
-        if subscription is None or subscription.object != "geography" or subscription.latitude is None:
+        if (subscription is None or subscription.object != "geography" or subscription.latitude is None
+                or subscription.client_pk != client_pk):
             return None
         return Circle(subscription.latitude, subscription.longitude, float(subscription.radius or DEFAULT_DISTANCE_M))
 
