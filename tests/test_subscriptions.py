@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -572,3 +573,17 @@ def test_an_upload_reaches_the_callback_through_a_real_worker(shutter, settings,
                       "data": {"media_id": media_id}}
     assert callback.deliveries[0].body == callback.deliveries[1].body
     assert subscription_row(shutter, sub["id"]).failures == 0
+
+
+def test_a_subscription_logs_neither_the_client_secret_nor_the_verify_token(shutter, callback, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = shutter.app_client()
+    subscribed(shutter, client, object="tag", object_id="cats", callback_url=callback.url(),
+               verify_token="vt-not-for-logs")
+    # what the access log writes for the client's call (werkzeug's, gunicorn's)
+    logging.getLogger("gunicorn.access").info(
+        "POST /v1/subscriptions?client_id=%s&client_secret=%s", client["client_id"], client["client_secret"])
+    assert callback.handshakes[0]["hub.verify_token"] == "vt-not-for-logs"
+    assert "[redacted]" in caplog.text
+    leaks = [line for line in caplog.text.splitlines() if client["client_secret"] in line or "vt-not-for-logs" in line]
+    assert not leaks, leaks

@@ -5,7 +5,8 @@ import logging
 import re
 
 _SECRET = re.compile(
-    r"(?i)((?:access_token|client_secret|password|code|oauth_token|oauth_verifier|secret|sig)[\"']?\s*[=:]\s*[\"']?)"
+    r"(?i)((?:access_token|client_secret|password|code|oauth_token|oauth_verifier|verify_token|secret|sig)"
+    r"[\"']?\s*[=:]\s*[\"']?)"
     r"[^&\s\"',;]+"
 )
 _SECRET_HEADER = re.compile(r"(?i)secret|token|password|signature")
@@ -55,7 +56,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 # go by, in request data, headers and cookies and in every frame's local variables.
 SENTRY_DENYLIST = [
     "current_password", "client_secret", "access_token", "refresh_token", "code", "sig", "oauth_token",
-    "oauth_verifier", "raw", "token_hash", "password_hash", "secret_key", "aws_secret_access_key",
+    "oauth_verifier", "verify_token", "raw", "token_hash", "password_hash", "secret_key", "aws_secret_access_key",
 ]
 
 
