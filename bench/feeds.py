@@ -240,6 +240,11 @@ def seed_reads() -> tuple[str, int]:
         copy_photos(connection, photos)
         connection.commit()
         connection.execute("ANALYZE")  # as autovacuum would have by now: planner statistics
+    return issue_token(viewer), viewer
+
+
+def issue_token(viewer: int) -> str:
+    """An access token (basic scope) of a bench API client, for `viewer`."""
     from app.accounts.auth import TokenService
     from models import Client, Database
 
@@ -252,7 +257,7 @@ def seed_reads() -> tuple[str, int]:
         token = TokenService(redis_lib.Redis.from_url(REDIS_URL), 0).issue(session, viewer, client, ["basic"])
         session.commit()
     db.dispose()
-    return token, viewer
+    return token
 
 
 def production_workers() -> int:

@@ -46,6 +46,7 @@ from bench.feeds import (  # noqa: E402
     copy_users,
     ensure_wrk,
     header,
+    issue_token,
     production_workers,
     reset_database,
     row,
@@ -88,10 +89,8 @@ def copy_photos(connection, photos) -> None:
 
 def seed(args) -> str:
     """The photos in PostgreSQL and in the index; a viewer's access token."""
-    from app.accounts.auth import TokenService
     from app.search.interface import PhotoDocument
     from app.search.redis_backend import RedisSearch
-    from models import Client, Database
 
     redis = redis_lib.Redis.from_url(REDIS_URL, decode_responses=True)
     rng = random.Random(13)
@@ -108,16 +107,7 @@ def seed(args) -> str:
         backend.index_photos([PhotoDocument(pid, owner, lat, lng, (pid >> 23) + SHUTTER_EPOCH_MS, False)
                               for pid, owner, lat, lng in photos[i:i + BATCH]])
     print(f"indexed {len(photos):,} photos in {time.perf_counter() - started:.1f} s", flush=True)
-    db = Database(DATABASE_URL)
-    with db.session() as session:
-        client = Client(client_id="bench", client_secret="bench", owner_id=viewer, name="bench",
-                        redirect_uri="http://localhost/", enforce_signed_requests=False)
-        session.add(client)
-        session.flush()
-        token = TokenService(redis_lib.Redis.from_url(REDIS_URL), 0).issue(session, viewer, client, ["basic"])
-        session.commit()
-    db.dispose()
-    return token
+    return issue_token(viewer)
 
 
 def main(argv: list[str] | None = None) -> None:

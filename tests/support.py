@@ -59,10 +59,12 @@ class Shutter:
             "client_id": client["client_id"], "client_secret": client["client_secret"],
         })
 
-    def account(self, username: str, *, private: bool = False, scope: str = ALL_SCOPES) -> Account:
+    def account(self, username: str, *, private: bool = False, scope: str = ALL_SCOPES,
+                client: dict | None = None) -> Account:
+        """Signed up and logged in through `client` (default: the test's API client)."""
         response = self.signup(username)
         assert response.status_code == 201, response.json
-        login = self.login(username, scope=scope)
+        login = self.login(username, scope=scope, client=client)
         assert login.status_code == 200, login.json
         account = Account(response.json["data"]["id"], username, login.json["access_token"])
         if private:

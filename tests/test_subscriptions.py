@@ -34,7 +34,7 @@ from app.realtime.callbacks import AddressGuard, CallbackRefused
 from app.realtime.subscriptions import DELIVER_TASK, distance_meters
 from models import Outbox, Subscription, SubscriptionDelivery, utcnow
 from tests.callbacks import CallbackServer, closed_port, ipv6_loopback
-from tests.support import Account, Shutter, assert_error
+from tests.support import Shutter, assert_error
 from tests.test_feeds import JPEG, post_photo, services_of
 from tests.test_pipeline_faults import wait_until
 
@@ -93,18 +93,6 @@ def other_client(shutter: Shutter, developer: str = "otherdev") -> dict:
     response = shutter.register_client(developer)
     assert response.status_code == 201
     return response.json["data"]
-
-
-def account_of(shutter: Shutter, username: str, client: dict, *, private: bool = False):
-    """An account that authorized only `client`."""
-    signup = shutter.signup(username)
-    assert signup.status_code == 201
-    login = shutter.login(username, client=client)
-    assert login.status_code == 200, login.json
-    account = Account(signup.json["data"]["id"], username, login.json["access_token"])
-    if private:
-        assert shutter.post("/v1/users/self", account, is_private="true").status_code == 200
-    return account
 
 
 class Deliveries:
@@ -338,7 +326,7 @@ def test_a_user_subscription_covers_only_the_clients_own_users(shutter, callback
     client = shutter.app_client()
     other = other_client(shutter)
     alice = shutter.account("alice")  # authorized this client
-    bob = account_of(shutter, "bob", other)  # never did
+    bob = shutter.account("bob", client=other)  # never did
     assert_error(subscribe(shutter, object="user", object_id=bob.id, callback_url=callback.url()),
                  400, "APINotAllowedError")
     everyone = subscribed(shutter, object="user", callback_url=callback.url("/all"))
@@ -370,7 +358,7 @@ def test_a_user_subscription_covers_only_the_clients_own_users(shutter, callback
 def test_a_private_photo_is_announced_only_where_it_may_be_seen(shutter, callback):
     client = shutter.app_client()
     theirs = other_client(shutter)
-    carol = account_of(shutter, "carol", theirs, private=True)  # authorized the other client only
+    carol = shutter.account("carol", client=theirs, private=True)  # authorized the other client only
     subscribed(shutter, object="tag", object_id="cats", callback_url=callback.url("/mine"))
     subscribed(shutter, theirs, object="tag", object_id="cats", callback_url=callback.url("/theirs"))
     deliveries = Deliveries(shutter)
