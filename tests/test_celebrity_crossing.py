@@ -31,8 +31,9 @@ def shutter(make_app) -> Shutter:
 
 @pytest.fixture
 def worker(worker_process, settings):
-    """Not started yet; start() purges the queues."""
-    return worker_process(dataclasses.replace(settings, celebrity_threshold=THRESHOLD))
+    """Not started yet; start() purges the queues. A feed worker: the tests make their
+    photos ready in-process (post_photo), which a media worker would race."""
+    return worker_process(dataclasses.replace(settings, celebrity_threshold=THRESHOLD), queues="feed,default")
 
 
 def crossings(shutter) -> list[Outbox]:

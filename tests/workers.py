@@ -49,9 +49,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class Worker:
     """One `celery worker` subprocess (prefork, one child by default)."""
 
-    def __init__(self, settings: Settings, directory: Path, concurrency: int = 1, extra_env: dict | None = None):
+    def __init__(self, settings: Settings, directory: Path, concurrency: int = 1, extra_env: dict | None = None,
+                 queues: str = QUEUES):
         self.settings = settings
         self.concurrency = concurrency
+        self.queues = queues  # what it consumes (-Q)
         self.name = f"shutter-test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = directory / f"worker-{uuid.uuid4().hex[:8]}.log"
         self.extra_env = dict(extra_env or {})
@@ -73,7 +75,7 @@ class Worker:
             self.purge()
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker:celery", "worker", "-Q", QUEUES,
+            [sys.executable, "-m", "celery", "-A", "worker:celery", "worker", "-Q", self.queues,
              "-c", str(self.concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
              "-n", self.name, "-l", "info"],
             cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL, stdout=self._log_file,
