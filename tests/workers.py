@@ -47,12 +47,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class Worker:
-    """One `celery worker` subprocess (prefork, one child by default)."""
+    """One `celery worker` subprocess (prefork, one child by default; pool="gevent" as the io queue runs)."""
 
     def __init__(self, settings: Settings, directory: Path, concurrency: int = 1, extra_env: dict | None = None,
-                 queues: str = QUEUES):
+                 queues: str = QUEUES, pool: str = "prefork"):
         self.settings = settings
         self.concurrency = concurrency
+        self.pool = pool
         self.queues = queues  # what it consumes (-Q)
         self.name = f"shutter-test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = directory / f"worker-{uuid.uuid4().hex[:8]}.log"
@@ -76,7 +77,7 @@ class Worker:
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker:celery", "worker", "-Q", self.queues,
-             "-c", str(self.concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
+             "-c", str(self.concurrency), "-P", self.pool, "--without-gossip", "--without-mingle",
              "-n", self.name, "-l", "info"],
             cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL, stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -84,7 +85,8 @@ class Worker:
         )
         try:
             self.wait_for_log(" ready.", timeout)
-            self.wait_for(lambda: len(self.pool_pids()) == self.concurrency, timeout, "pool children")
+            if self.pool == "prefork":  # a gevent pool's greenlets live in the worker process itself
+                self.wait_for(lambda: len(self.pool_pids()) == self.concurrency, timeout, "pool children")
         except BaseException:
             self.stop()
             raise
