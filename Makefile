@@ -3,18 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-CELERY_WORKER_ARGS ?= -Q media,feed,io,search,default --concurrency 2 -l info
+CELERY_WORKER_ARGS ?= -Q media,feed,search,default --concurrency 2 -l info
+CELERY_IO_WORKER_ARGS ?= -Q io -P gevent --concurrency 200 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds bench-search bench-realtime clean
+.PHONY: help venv run test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
 	@echo "make run             the whole stack (API, worker, beat, Flower, embedded redis)"
 	@echo "make test            the import contracts (lint-imports), then the suite on the production stack, then the embedded one"
 	@echo "make migrate         alembic upgrade head"
-	@echo "make worker          one Celery worker (CELERY_WORKER_ARGS)"
+	@echo "make worker          the Celery worker for media, feed, search, default (CELERY_WORKER_ARGS)"
+	@echo "make worker-io       the io queue's worker, a gevent pool (CELERY_IO_WORKER_ARGS)"
 	@echo "make flower          Flower on 127.0.0.1:$(FLOWER_PORT)"
 	@echo "make bench-pipeline  bench/pipeline.py"
 	@echo "make bench-feeds     bench/feeds.py"
@@ -56,7 +58,10 @@ migrate: venv
 	$(PY) -m alembic upgrade head
 
 worker: venv
-	$(PY) -m celery -A worker:celery worker $(CELERY_WORKER_ARGS)
+	$(PY) -m celery -A worker:celery worker -n worker@%h $(CELERY_WORKER_ARGS)
+
+worker-io: venv
+	$(PY) -m celery -A worker:celery worker -n io@%h $(CELERY_IO_WORKER_ARGS)
 
 flower: venv
 	$(PY) -m celery -A worker:celery flower --address=127.0.0.1 --port=$(FLOWER_PORT)

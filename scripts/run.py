@@ -4,14 +4,16 @@
    var/redis) and hand its URL to every child as REDIS_URL (and as
    CELERY_BROKER_URL unless that is set).
 2. Create var/ and the media folder; `alembic upgrade head` (must succeed).
-3. Start gunicorn, one Celery worker for all queues, celery beat and Flower,
-   each in its own process group, their output prefixed with their name.
+3. Start gunicorn, two Celery workers (`worker`: media, feed, search and
+   default on a prefork pool; `io`: the io queue on a gevent pool, so slow
+   remote APIs never hold up photo processing), celery beat and Flower, each
+   in its own process group, their output prefixed with their name.
 4. Poll /healthz until 200, then print the URLs.
 5. Ctrl-C / SIGTERM: SIGTERM every group, SIGKILL what is left after a
    grace period, stop the embedded redis last. If a child dies on its own,
    stop everything and exit non-zero naming it.
 
-Environment: PORT (8000), WEB_CONCURRENCY (2), CELERY_WORKER_ARGS,
+Environment: PORT (8000), WEB_CONCURRENCY (2), CELERY_WORKER_ARGS, CELERY_IO_WORKER_ARGS,
 FLOWER_PORT (5555), HEALTH_TIMEOUT (120 s), SHUTDOWN_GRACE (15 s).
 Values of the environment are never printed (they may hold secrets).
 """
@@ -36,7 +38,9 @@ VAR = ROOT / "var"
 sys.path.insert(0, str(ROOT))
 
 PY = sys.executable  # the venv's python: run every tool as `python -m tool`
-DEFAULT_WORKER_ARGS = "-Q media,feed,io,search,default --concurrency 2 -l info"
+DEFAULT_WORKER_ARGS = "-Q media,feed,search,default --concurrency 2 -l info"
+# Push, share and subscriber callbacks wait on remote APIs: greenlets, not processes (as in production).
+DEFAULT_IO_WORKER_ARGS = "-Q io -P gevent --concurrency 200 -l info"
 
 _print_lock = threading.Lock()
 _signals: list[int] = []  # signals received, handled by the main loop
@@ -186,10 +190,12 @@ def main() -> int:
 
         workers = env.get("WEB_CONCURRENCY") or "2"
         worker_args = shlex.split(env.get("CELERY_WORKER_ARGS") or DEFAULT_WORKER_ARGS)
+        io_worker_args = shlex.split(env.get("CELERY_IO_WORKER_ARGS") or DEFAULT_IO_WORKER_ARGS)
         commands = {
             "web": [PY, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}",
                     "-w", workers, "--access-logfile", "-", "--no-control-socket"],
-            "worker": [PY, "-m", "celery", "-A", "worker:celery", "worker", *worker_args],
+            "worker": [PY, "-m", "celery", "-A", "worker:celery", "worker", "-n", "worker@%h", *worker_args],
+            "io": [PY, "-m", "celery", "-A", "worker:celery", "worker", "-n", "io@%h", *io_worker_args],
             "beat": [PY, "-m", "celery", "-A", "worker:celery", "beat", "-l", "info",
                      "-s", str(VAR / "celerybeat-schedule")],
             "flower": [PY, "-m", "celery", "-A", "worker:celery", "flower",

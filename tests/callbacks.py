@@ -3,7 +3,8 @@
 It answers v1's handshake (GET with hub.challenge) as told, records every delivery
 (POST) with its headers and raw body, answers the next POSTs with the statuses it is
 given (then 200), and counts the connections it accepted, so a test can show that a
-refused callback was never connected to.
+refused callback was never connected to. `hold()` makes it a slow subscriber: every POST
+waits, unanswered, until `release()`.
 """
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         callback = self.server.callback
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not callback.released.is_set():
+            with callback.lock:
+                callback.waiting += 1
+            callback.released.wait(120)
+            with callback.lock:
+                callback.waiting -= 1
         with callback.lock:
             callback.deliveries.append(Delivery(self.path, dict(self.headers.items()), body.decode()))
             status = callback.post_statuses.pop(0) if callback.post_statuses else 200
@@ -85,6 +92,9 @@ class CallbackServer:
         self.handshakes: list[dict] = []
         self.deliveries: list[Delivery] = []
         self.connections = 0
+        self.released = threading.Event()  # cleared by hold(): POSTs wait for release()
+        self.released.set()
+        self.waiting = 0  # POSTs held open right now
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._server = _Server(self, (host, 0), family)
         self.port = self._server.server_address[1]
@@ -94,11 +104,18 @@ class CallbackServer:
         host = host or self.host
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}{path}"
 
+    def hold(self) -> None:
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
     def __enter__(self) -> "CallbackServer":
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
