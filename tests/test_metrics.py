@@ -36,7 +36,7 @@ from tests.support import Shutter
 from tests.test_feeds import JPEG, follow, post_photo, services_of
 from tests.test_pipeline_faults import wait_until
 from tests.test_subscriptions import LOOPBACK, subscribed
-from tests.workers import settings_env
+from tests.workers import settings_env, stop_group
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -285,17 +285,7 @@ class Gunicorn:
         return [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_group(self.process, 15)
         self.log_file.close()
 
 
@@ -462,12 +452,7 @@ class PrometheusServer:
         return answer["data"]["result"]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_group(self.process, 15)
         self.log_file.close()
 
 

@@ -95,8 +95,9 @@ CALLBACK_DELIVERIES = Counter(
     "shutter_callback_deliveries_total",
     "Real-time subscription POSTs: delivered, failed (retried), dropped (no live subscription left)", ["result"])
 CALLBACK_DELIVERED, CALLBACK_FAILED, CALLBACK_DROPPED = "delivered", "failed", "dropped"
-# Defined for push (app/push) and sharing (app/share), wired where they send:
-# result "sent" | "failed" (retried) | "rejected" (the remote refused it for good: a bad device token, a revoked link)
+# Defined for push (app/push) and sharing (app/share), to be wired where they send, e.g.
+# PUSH_NOTIFICATIONS.labels(SENT).inc(), SHARES.labels("twitter", REJECTED).inc():
+SENT, FAILED, REJECTED = "sent", "failed", "rejected"  # failed: retried; rejected: refused for good (a bad token)
 PUSH_NOTIFICATIONS = Counter("shutter_push_notifications_total", "APNs notifications, by result", ["result"])
 SHARES = Counter("shutter_shares_total", "Photos shared to a linked network, by network and result",
                  ["network", "result"])
