@@ -20,3 +20,12 @@ timeout = 60
 # %(U)s is the path without its query string: v1 clients send access_token
 # in the query, and secrets never reach logs.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+
+
+def child_exit(server, worker):
+    # Multiprocess metrics (PROMETHEUS_MULTIPROC_DIR): a dead worker's live gauges must
+    # not be added up with the living ones'; its counters stay, as they should.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -64,6 +64,9 @@ class Settings:
     facebook_graph_url: str = "https://graph.facebook.com"
     # Operations
     sentry_dsn: str = ""
+    # A Celery worker's own /metrics (0: none; then it shares the API's PROMETHEUS_MULTIPROC_DIR)
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     secret_key: str = "dev-only-secret-change-me"
     public_url: str = "http://127.0.0.1:8000"
     rate_limits_enabled: bool = True
@@ -142,6 +145,8 @@ class Settings:
             facebook_app_secret=get("FACEBOOK_APP_SECRET", ""),
             facebook_graph_url=get("FACEBOOK_GRAPH_URL", d.facebook_graph_url),
             sentry_dsn=get("SENTRY_DSN", ""),
+            worker_metrics_port=int(get("WORKER_METRICS_PORT", d.worker_metrics_port)),
+            worker_metrics_host=get("WORKER_METRICS_HOST", d.worker_metrics_host),
             secret_key=get("SECRET_KEY", d.secret_key),
             public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
             rate_limits_enabled=_bool(env.get("RATE_LIMITS_ENABLED"), True),

@@ -13,7 +13,7 @@ from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
 from app.platform.jsonprovider import OrjsonProvider
 from app.platform.logging import configure_logging, init_sentry
-from app.platform.metrics import init_metrics
+from app.platform.metrics import ServiceGauges, init_metrics
 from app.services import Services
 
 
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_media_error_handlers(app)
     search.register_search_error_handlers(app)
-    init_metrics(app)
+    init_metrics(app, ServiceGauges(app.extensions["shutter"]))  # queue depths, outbox backlog: read when scraped
 
     @app.after_request
     def no_sniffing(response):

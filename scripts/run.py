@@ -201,14 +201,15 @@ def main() -> int:
             "flower": [PY, "-m", "celery", "-A", "worker:celery", "flower",
                        "--address=127.0.0.1", f"--port={flower_port}"],
         }
-        # gunicorn's workers are separate processes: Prometheus adds up their
-        # metrics through files in this folder, emptied at each start.
+        # gunicorn's workers and the Celery worker's pool are separate processes:
+        # Prometheus adds up their metrics through files in this folder, emptied at
+        # each start, so one scrape of the API's /metrics shows the worker's too.
         metrics_dir = VAR / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
-        web_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+        metrics_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         for name, args in commands.items():
-            children.append(Child(name, args, web_env if name == "web" else env))
+            children.append(Child(name, args, metrics_env if name in ("web", "worker") else env))
 
         started = time.monotonic()
         healthy = False

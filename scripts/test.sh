@@ -43,6 +43,24 @@ if ! command -v memcached >/dev/null 2>&1; then
     fi
 fi
 
+# --- (a') prometheus and promtool (Debian's prometheus package): the metrics tests
+# check the alert rules with promtool and scrape the API with a real server.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        note "installing prometheus (for promtool and the scrape test)"
+        apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+            note "could not install prometheus"
+        # The package starts its own server on :9090; the tests start theirs on free ports.
+    else
+        note "prometheus is not installed (needs root and apt-get to install it): its tests are skipped"
+    fi
+    if is_ci && ! command -v promtool >/dev/null 2>&1; then
+        note "FAILED: promtool is missing (CI=true): the alert rules would go unchecked"
+        exit 1
+    fi
+fi
+
 # --- (b) the services, started with the commands from SERVICES.md ---------
 start_postgresql() { pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start; }
 start_redis() {

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from app.media import pipeline
 from app.media.imaging import ImageRejected
 from app.media.storage import StorageError, StorageNotFound
+from app.platform import metrics
 from app.services import services
 from app.worker import ContextTask
 
@@ -61,7 +62,7 @@ def process_photo(photo_id: int) -> None:
     except ImageRejected as error:  # not retryable: the same bytes fail the same way
         log.warning("photo %s rejected: %s", photo_id, error.message)
         with services.db.session() as session:
-            pipeline.mark_failed(session, photo_id, error.message)
+            pipeline.mark_failed(session, photo_id, error.message, metrics.FAILED_INVALID_IMAGE)
 
 
 @shared_task(name="tasks.media.delete_files", autoretry_for=RETRYABLE, max_retries=None,

@@ -46,6 +46,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def stop_group(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL for the process's whole group
+    (started with start_new_session: it and its children)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 class Worker:
     """One `celery worker` subprocess (prefork, one child by default; pool="gevent" as the io queue runs)."""
 
@@ -96,18 +112,7 @@ class Worker:
         """SIGTERM (warm shutdown), then SIGKILL for the whole process group."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            # The group is ours (start_new_session): the worker and its children.
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_group(self.process, timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -27,6 +27,7 @@ from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.platform.aftercommit import after_commit
+from app.platform import metrics
 from app.platform.changes import owner_visibility_changed, user_changed, user_indexed
 from app.platform.paging import split_page
 from app.services import services
@@ -97,6 +98,7 @@ def signup(args):
     try:
         session.flush()
         user_indexed(session, user.id)  # user search finds them once this commits
+        metrics.count_after_commit(session, metrics.SIGNUPS)
         session.commit()
     except IntegrityError:
         session.rollback()

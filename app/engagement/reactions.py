@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.engagement import activity
 from app.errors import APIError, NotFound
+from app.platform import metrics
 from app.platform.changes import liked_changed, photo_changed
 from app.platform.paging import split_page
 from app.social.visibility import visible_to
@@ -59,6 +60,7 @@ def like(session: Session, viewer_id: int, photo: Photo) -> bool:
     _bump(session, photo.id, like_count=+1)
     activity.record(session, photo.user_id, viewer_id, "like", photo.id)
     liked_changed(session, viewer_id, photo.id, True)
+    metrics.count_after_commit(session, metrics.LIKES)
     _commit(session, photo.id)
     return True
 
@@ -113,6 +115,7 @@ def add_comment(session: Session, viewer_id: int, photo: Photo, body: str) -> Co
     activity.record(session, photo.user_id, viewer_id, "comment", photo.id, comment.id)
     # The owner already hears of the comment; a mention would say it twice.
     activity.record_mentions(session, viewer_id, photo, body, comment.id, skip={photo.user_id})
+    metrics.count_after_commit(session, metrics.COMMENTS)
     _commit(session, photo.id)
     return comment
 

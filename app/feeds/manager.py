@@ -45,6 +45,7 @@ a delete racing a fan-out) costs a slot, never a leak.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -55,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.media.reader import MediaReader
-from app.platform import outbox
+from app.platform import metrics, outbox
 from app.platform.aftercommit import after_commit
 from app.platform.clocks import STAMP_LUA, Clocks
 from app.platform.keys import FEED, celebrities_key, feed_key, following_key, follows_clock_key, posts_key
@@ -156,6 +157,7 @@ class FeedManager:
         """
         if not follower_ids:
             return
+        started = time.perf_counter()
         zadd_tail = _bulk(repr(float(photo_id)).encode()) + _bulk(str(photo_id).encode())
         trim_tail = _bulk(b"1") + _bulk(str(self._trim_stop).encode())
         expire_tail = _bulk(str(self.feed_ttl).encode())
@@ -182,6 +184,8 @@ class FeedManager:
             raise
         finally:
             pool.release(connection)
+        metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
+        metrics.FANOUT_DELIVERIES.inc(len(follower_ids))
 
     def _follower_page(self, session: Session, followee_id: int, after: int, chunk: int, *, active_only: bool):
         """(follow id, follower id) of one chunk of active follows, by follow id; with

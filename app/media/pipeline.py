@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.engagement import activity, tags
 from app.media import imaging
 from app.media.storage import Storage, StorageError
-from app.platform import outbox
+from app.platform import metrics, outbox
 from app.platform.aftercommit import after_commit
 from app.platform.changes import photo_changed
 from models import Location, Photo, PhotoTag, User, utcnow
@@ -119,7 +119,7 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
     key = original_key(photo_id, info.extension)
     storage.put(key, data, info.content_type)
     try:
-        photo = _insert_photo(session, celery, user_id, photo_id, key, info.content_type, fields)
+        photo = _insert_photo(session, celery, user_id, photo_id, key, info, fields)
     except IntegrityError:
         # The same Idempotency-Key raced in from a retry: the first one wins.
         _undo_upload(session, storage, celery, key)
@@ -133,7 +133,7 @@ def accept_upload(session: Session, storage: Storage, celery, user: User, data: 
     return photo, True
 
 
-def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: str, content_type: str,
+def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: str, info: imaging.ImageInfo,
                   fields: UploadFields) -> Photo:
     """The photo, its tags and mentions, and its outbox row, in one commit
     (the row is published after it: app/platform/aftercommit.py)."""
@@ -141,7 +141,7 @@ def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: st
         id=photo_id, user_id=user_id, shortcode=shortcode(photo_id), status="processing",
         caption=fields.caption, filter=fields.filter or "Normal",
         latitude=fields.latitude, longitude=fields.longitude, location_id=_location(session, fields),
-        original_key=key, original_content_type=content_type,
+        original_key=key, original_content_type=info.content_type,
         share_to=fields.share_to or None, idempotency_key=fields.idempotency_key,
     )
     row = outbox.add(session, outbox.PROCESS_PHOTO, photo_id)
@@ -151,6 +151,7 @@ def _insert_photo(session: Session, celery, user_id: int, photo_id: int, key: st
     # Mentioned users see the activity once the photo is published (app.engagement.activity.page).
     activity.record_mentions(session, user_id, photo, fields.caption)
     after_commit(session).must_happen(session, row, celery=celery)
+    metrics.count_after_commit(session, metrics.UPLOADS.labels(info.format))
     session.commit()
     return photo
 
@@ -203,7 +204,7 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     if photo is None or photo.status != "processing":
         return False  # deleted meanwhile, or a duplicate delivery of finished work
     if photo.attempts >= MAX_ATTEMPTS:
-        mark_failed(session, photo_id, f"gave up after {photo.attempts} attempts")
+        mark_failed(session, photo_id, f"gave up after {photo.attempts} attempts", metrics.FAILED_TOO_MANY_ATTEMPTS)
         return False
     # Counted before the work, so a run that kills its worker still counts;
     # updated_at too, so the sweeper leaves alone a photo that is being worked on.
@@ -241,13 +242,16 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
     photo = session.get(Photo, photo_id)
     if photo is None or photo.status != "processing" or not photo.derivatives:
         return False
+    ready_at = utcnow()
     changed = session.execute(
         update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
-        .values(status="ready", ready_at=utcnow(), updated_at=utcnow())
+        .values(status="ready", ready_at=ready_at, updated_at=ready_at)
     ).rowcount
     if not changed:
         session.rollback()
         return False
+    metrics.count_after_commit(session, metrics.PHOTOS_READY)
+    metrics.observe_after_commit(session, metrics.UPLOAD_TO_READY, (ready_at - photo.created_at).total_seconds())
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
     tags.count_photo(session, photo_id, +1)
     unit = after_commit(session)
@@ -259,11 +263,14 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
     return True
 
 
-def mark_failed(session: Session, photo_id: int, reason: str) -> None:
-    session.execute(
+def mark_failed(session: Session, photo_id: int, reason: str, kind: str = metrics.FAILED_TASK_ERROR) -> None:
+    """processing → failed, with `reason` (stored) and its `kind` (the metric's label, metrics.FAILED_*)."""
+    changed = session.execute(
         update(Photo).where(Photo.id == photo_id, Photo.status == "processing")
         .values(status="failed", failure_reason=reason[:500], updated_at=utcnow())
-    )
+    ).rowcount
+    if changed:  # once per photo, whoever fails it
+        metrics.count_after_commit(session, metrics.PHOTOS_FAILED.labels(kind))
     session.commit()
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import APIError, InvalidParameters, NotAllowed, NotFound
-from app.platform import outbox, text
+from app.platform import metrics, outbox, text
 from app.platform.aftercommit import after_commit
 from app.realtime.callbacks import CallbackClient, CallbackError, CallbackRefused, UnknownHost
 from app.social.visibility import may_view
@@ -307,6 +307,7 @@ class SubscriptionService:
         live = set(failures)
         updates = [update_ for update_ in updates if int(update_["subscription_id"]) in live]
         if not updates:
+            metrics.CALLBACK_DELIVERIES.labels(metrics.CALLBACK_DROPPED).inc()
             return True  # deleted or disabled meanwhile
         secret = rows[0].client_secret
         body = json.dumps(updates, separators=(",", ":")).encode()
@@ -323,9 +324,12 @@ class SubscriptionService:
                                     .values(failures=0, last_error=None),
                                     execution_options={"synchronize_session": False})
                     session.commit()
+            metrics.CALLBACK_DELIVERIES.labels(metrics.CALLBACK_DELIVERED).inc()
             return True
         with self.db.session() as session:
-            return not self._failed(session, sorted(live), error)
+            still = self._failed(session, sorted(live), error)
+        metrics.CALLBACK_DELIVERIES.labels(metrics.CALLBACK_FAILED).inc()
+        return not still
 
     def _failed(self, session: Session, ids: list[int], error: str) -> list[int]:
         """Count a failed delivery against each subscription; disable those that reached the limit.

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidParameters, NotAllowed
+from app.platform import metrics
 from app.platform.aftercommit import after_commit
 from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
@@ -86,6 +87,7 @@ def _activate(session: Session, follower_id: int, followee_id: int) -> bool:
     ).rowcount
     if changed:
         _bump_counts(session, follower_id, followee_id, +1)
+        metrics.count_after_commit(session, metrics.FOLLOWS.labels(metrics.FOLLOW_APPROVAL))
     return bool(changed)
 
 
@@ -100,7 +102,9 @@ def follow(session: Session, viewer: User, target: User) -> Change:
         return Change("follow")
     if status == "active":
         _bump_counts(session, viewer.id, target.id, +1)
+        metrics.count_after_commit(session, metrics.FOLLOWS.labels(metrics.FOLLOW))
         return Change("follow", follow_started=(viewer.id, target.id))
+    metrics.count_after_commit(session, metrics.FOLLOWS.labels(metrics.FOLLOW_REQUEST))
     return Change("follow", follow_requested=(viewer.id, target.id))
 
 
