@@ -209,7 +209,7 @@ def main() -> int:
         metrics_dir.mkdir()
         metrics_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         for name, args in commands.items():
-            children.append(Child(name, args, metrics_env if name in ("web", "worker") else env))
+            children.append(Child(name, args, metrics_env if name in ("web", "worker", "io") else env))
 
         started = time.monotonic()
         healthy = False
