@@ -7,10 +7,10 @@ import re
 # A name, then its value: `name=value`, `name: value`, `"name": "value"`, a tuple's
 # `('name', 'value')` and a percent-encoded `name%3Dvalue` (oauthlib's debug lines print
 # OAuth 1.0a's parameters and signature base string so). `state` binds an OAuth flow to
-# its user (app/sharing/linking.py).
+# its user (app/sharing/linking.py); oauthlib's Client prints the access token as resource_owner_key.
 _SECRET = re.compile(
     r"(?i)((?:access_token|client_secret|consumer_secret|password|code|oauth_token|oauth_verifier|verify_token"
-    r"|secret|sig|state)"
+    r"|resource_owner_key|secret|sig|state)"
     r"(?:[\"']?\s*[=:]\s*[\"']?|['\"]\s*,\s*['\"]|%3D))"
     r"(?:(?!%26)[^&\s\"',;])+"  # up to the next parameter, plain or percent-encoded (%26)
 )
