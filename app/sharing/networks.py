@@ -109,12 +109,15 @@ class Network:
     name: str
     needs_state_in_callback = False  # OAuth 1.0a has no `state`: it rides in the callback URL
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, key: str, secret: str) -> None:
         self.timeout = settings.share_timeout_seconds
+        self.key = key  # the app's: Twitter's consumer key, Facebook's app id
+        self.secret = secret
 
     @property
     def enabled(self) -> bool:
-        raise NotImplementedError
+        """On when the app's key and secret are both set."""
+        return bool(self.key and self.secret)
 
     def call(self, session: requests.Session, method: str, url: str, *, write: bool = False,
              **kwargs) -> requests.Response:
@@ -163,18 +166,12 @@ class Twitter(Network):
     needs_state_in_callback = True
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.key = settings.twitter_consumer_key
-        self.secret = settings.twitter_consumer_secret
+        super().__init__(settings, settings.twitter_consumer_key, settings.twitter_consumer_secret)
         self.api = settings.twitter_api_url.rstrip("/")
         self.upload = settings.twitter_upload_url.rstrip("/")
         self.request_token_url = settings.twitter_request_token_url
         self.authorize_url = settings.twitter_authorize_url
         self.access_token_url = settings.twitter_access_token_url
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.key and self.secret)
 
     def _session(self, tokens: Tokens | None = None, **kwargs) -> OAuth1Session:
         if tokens is not None:
@@ -243,20 +240,14 @@ class Facebook(Network):
     SCOPE = ["publish_actions"]  # 2011's permission to post photos for the user
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.app_id = settings.facebook_app_id
-        self.app_secret = settings.facebook_app_secret
+        super().__init__(settings, settings.facebook_app_id, settings.facebook_app_secret)
         self.graph = settings.facebook_graph_url.rstrip("/")
         self.authorize_url = settings.facebook_authorize_url
         self.token_url = settings.facebook_token_url
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.app_id and self.app_secret)
-
     def _session(self, tokens: Tokens | None = None, **kwargs) -> OAuth2Session:
         token = {"access_token": tokens.access_token, "token_type": "Bearer"} if tokens else None
-        return OAuth2Session(self.app_id, token=token, **kwargs)
+        return OAuth2Session(self.key, token=token, **kwargs)
 
     def start(self, callback_url: str, state: str) -> tuple[str, dict]:
         with self._session(redirect_uri=callback_url, scope=self.SCOPE, state=state) as oauth:
@@ -268,7 +259,7 @@ class Facebook(Network):
             raise Denied("The authorization was denied on Facebook.")
         with self._session(redirect_uri=callback_url) as oauth:
             try:
-                token = oauth.fetch_token(self.token_url, code=params["code"], client_secret=self.app_secret,
+                token = oauth.fetch_token(self.token_url, code=params["code"], client_secret=self.secret,
                                           include_client_id=True, timeout=self.timeout)
             except OAuth2Error as error:
                 raise Denied(f"Facebook refused the code ({error.error}).") from error
