@@ -18,7 +18,7 @@ task_routes = {
     "tasks.media.*": {"queue": "media"},
     "tasks.feeds.*": {"queue": "feed"},
     "tasks.search.*": {"queue": "search"},
-    "tasks.outreach.*": {"queue": "io"},
+    "tasks.sharing.*": {"queue": "io"},  # Twitter and Facebook: waiting on remote HTTP
     "tasks.realtime.*": {"queue": "io"},  # subscribers' callbacks: waiting on remote HTTP
     "tasks.maintenance.*": {"queue": "default"},
 }

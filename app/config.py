@@ -55,13 +55,25 @@ class Settings:
     apns_key_file: str = ""
     apns_topic: str = ""
     apns_host: str = "https://api.push.apple.com"
-    # Share
+    # Share (app/sharing): a network is on when its app's key and secret are both set
     twitter_consumer_key: str = ""
     twitter_consumer_secret: str = ""
-    twitter_api_url: str = "https://api.twitter.com"
+    twitter_api_url: str = "https://api.twitter.com"  # v1.1 REST: statuses/update, user_timeline
+    twitter_upload_url: str = "https://upload.twitter.com"  # v1.1 media/upload
+    twitter_request_token_url: str = "https://api.twitter.com/oauth/request_token"
+    twitter_authorize_url: str = "https://api.twitter.com/oauth/authorize"
+    twitter_access_token_url: str = "https://api.twitter.com/oauth/access_token"
     facebook_app_id: str = ""
     facebook_app_secret: str = ""
-    facebook_graph_url: str = "https://graph.facebook.com"
+    facebook_graph_url: str = "https://graph.facebook.com"  # /me, /me/photos
+    facebook_authorize_url: str = "https://www.facebook.com/dialog/oauth"
+    facebook_token_url: str = "https://graph.facebook.com/oauth/access_token"
+    # Fernet keys (comma-separated, newest first) that encrypt linked accounts' tokens;
+    # empty: one derived from SECRET_KEY (fine for `make run`, production sets its own).
+    linked_account_keys: list[str] = field(default_factory=list)
+    share_timeout_seconds: float = 10.0  # connect and read, per request to Twitter or Facebook
+    share_retry_backoff_seconds: int = 5  # a failed share's retries: exponential, full jitter
+    share_retry_backoff_max_seconds: int = 900
     # Operations
     sentry_dsn: str = ""
     # A Celery worker's own /metrics (0: none; then it shares the API's PROMETHEUS_MULTIPROC_DIR)
@@ -141,9 +153,20 @@ class Settings:
             twitter_consumer_key=get("TWITTER_CONSUMER_KEY", ""),
             twitter_consumer_secret=get("TWITTER_CONSUMER_SECRET", ""),
             twitter_api_url=get("TWITTER_API_URL", d.twitter_api_url),
+            twitter_upload_url=get("TWITTER_UPLOAD_URL", d.twitter_upload_url),
+            twitter_request_token_url=get("TWITTER_REQUEST_TOKEN_URL", d.twitter_request_token_url),
+            twitter_authorize_url=get("TWITTER_AUTHORIZE_URL", d.twitter_authorize_url),
+            twitter_access_token_url=get("TWITTER_ACCESS_TOKEN_URL", d.twitter_access_token_url),
             facebook_app_id=get("FACEBOOK_APP_ID", ""),
             facebook_app_secret=get("FACEBOOK_APP_SECRET", ""),
             facebook_graph_url=get("FACEBOOK_GRAPH_URL", d.facebook_graph_url),
+            facebook_authorize_url=get("FACEBOOK_AUTHORIZE_URL", d.facebook_authorize_url),
+            facebook_token_url=get("FACEBOOK_TOKEN_URL", d.facebook_token_url),
+            linked_account_keys=_list(env.get("LINKED_ACCOUNT_KEYS")),
+            share_timeout_seconds=float(get("SHARE_TIMEOUT_SECONDS", d.share_timeout_seconds)),
+            share_retry_backoff_seconds=int(get("SHARE_RETRY_BACKOFF_SECONDS", d.share_retry_backoff_seconds)),
+            share_retry_backoff_max_seconds=int(get("SHARE_RETRY_BACKOFF_MAX_SECONDS",
+                                                    d.share_retry_backoff_max_seconds)),
             sentry_dsn=get("SENTRY_DSN", ""),
             worker_metrics_port=int(get("WORKER_METRICS_PORT", d.worker_metrics_port)),
             worker_metrics_host=get("WORKER_METRICS_HOST", d.worker_metrics_host),

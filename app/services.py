@@ -31,6 +31,10 @@ from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
 from app.search.service import SearchService
 from app.search.solr_backend import SolrSearch
+from app.sharing.crypto import TokenCipher
+from app.sharing.linking import LinkedAccounts
+from app.sharing.networks import networks_from_settings
+from app.sharing.service import Sharing
 from app.worker import make_celery
 from models import Database
 
@@ -122,6 +126,21 @@ class Services:
         return SubscriptionService(self.db, self.callbacks, self.celery, max_failures=s.subscription_max_failures,
                                    retry_backoff_seconds=s.subscription_retry_backoff_seconds,
                                    retry_backoff_max_seconds=s.subscription_retry_backoff_max_seconds)
+
+    @cached_property
+    def linked(self) -> LinkedAccounts:
+        """Linked Twitter and Facebook accounts; tokens encrypted with LINKED_ACCOUNT_KEYS (app/sharing)."""
+        s = self.settings
+        return LinkedAccounts(self.db, self.redis, TokenCipher(s.linked_account_keys, s.secret_key),
+                              networks_from_settings(s), s.public_url)
+
+    @cached_property
+    def sharing(self) -> Sharing:
+        """Posting ready photos to linked accounts; `sharing.enabled(network)` says whether it is on."""
+        s = self.settings
+        return Sharing(self.db, self.storage, self.linked, self.serializer.photo_link,
+                       retry_backoff_seconds=s.share_retry_backoff_seconds,
+                       retry_backoff_max_seconds=s.share_retry_backoff_max_seconds)
 
     @cached_property
     def celery(self):

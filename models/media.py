@@ -122,7 +122,9 @@ class Activity(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)  # recipient
     # Indexed: deleting a user, photo or comment cascades here, and unlike/unfollow delete by them.
     actor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
-    type: Mapped[str] = mapped_column(String(20), nullable=False)  # like|comment|follow|follow_request|mention
+    # like|comment|follow|follow_request|mention|linked_account_revoked (app.engagement.activity.TYPES)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    detail: Mapped[str | None] = mapped_column(String(40))  # linked_account_revoked: the network
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
     comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = created_column()

@@ -75,4 +75,5 @@ def delete_files(keys: list[str]) -> None:
 @shared_task(base=PhotoTask, name="tasks.media.publish_photo")
 def publish_photo(photo_id: int) -> None:
     with services.db.session() as session:
-        pipeline.publish_photo(session, services.celery, photo_id, feeds=services.feeds)
+        pipeline.publish_photo(session, services.celery, photo_id, feeds=services.feeds,
+                               share_networks=services.sharing.enabled_networks())

@@ -17,7 +17,9 @@ TOKEN_SCHEMES = {"oauth2", "accessToken", "bearerAuth"}
 
 # What each operation takes, from API.md and the routes: no credentials, the user's
 # password (HTTP Basic), or an access token with these scopes besides basic.
-NO_AUTH = {("POST", "/v1/users"), ("POST", "/oauth/access_token"), ("POST", "/oauth/revoke")}
+NO_AUTH = {("POST", "/v1/users"), ("POST", "/oauth/access_token"), ("POST", "/oauth/revoke"),
+           # the user's browser back from Twitter or Facebook: the flow's single-use state says whose it is
+           ("GET", "/v1/users/self/linked/{network}/callback")}
 BASIC = {("POST", "/v1/clients"), ("GET", "/oauth/authorize")}
 # The API client's client_id and client_secret (real-time subscriptions, as in v1).
 CLIENT = {("POST", "/v1/subscriptions"), ("GET", "/v1/subscriptions"), ("DELETE", "/v1/subscriptions")}
@@ -30,6 +32,8 @@ SCOPED = {
     ("POST", "/v1/media/upload"): "publish",
     ("DELETE", "/v1/media/{media_id}"): "publish",
     ("POST", "/v1/users/self"): "publish",
+    ("GET", "/v1/users/self/linked/{network}/connect"): "publish",
+    ("DELETE", "/v1/users/self/linked/{network}"): "publish",
 }
 
 
@@ -94,7 +98,7 @@ def test_security_schemes(doc):
 
 def test_every_operation_declares_its_auth(doc):
     ops = list(operations(doc))
-    assert len(ops) == 39
+    assert len(ops) == 43
     labels = {(method, path) for method, path, _ in ops}
     assert NO_AUTH | BASIC | CLIENT | set(SCOPED) <= labels
     for method, path, op in ops:

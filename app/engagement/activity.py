@@ -1,4 +1,5 @@
-"""The activity feed: likes, comments, follows, follow requests and mentions.
+"""The activity feed: likes, comments, follows, follow requests and mentions, and notices
+about the user's own account (a linked Twitter or Facebook account that was revoked).
 
 The `activities` table is the truth: rows are inserted and deleted in the
 same transaction as the like, comment or follow they describe. Redis holds
@@ -37,7 +38,9 @@ CAP = 100
 TTL_SECONDS = 30 * 24 * 3600  # an inactive user's copy goes; the rows stay
 SENTINEL = "0"
 PUBLISH_TASK = "tasks.feeds.publish_activity"
-TYPES = ("like", "comment", "follow", "follow_request", "mention")
+TYPES = ("like", "comment", "follow", "follow_request", "mention", "linked_account_revoked")
+# Notices about the user's own account: the user is their own actor.
+NOTICE_TYPES = ("linked_account_revoked",)
 
 
 
@@ -69,10 +72,22 @@ def record(session: Session, recipient_id: int, actor_id: int, type_: str,
     """Insert an activity row in the caller's transaction; none for acting on yourself."""
     if recipient_id == actor_id:
         return None
-    row = Activity(user_id=recipient_id, actor_id=actor_id, type=type_, photo_id=photo_id, comment_id=comment_id)
+    return _insert(session, Activity(user_id=recipient_id, actor_id=actor_id, type=type_, photo_id=photo_id,
+                                     comment_id=comment_id))
+
+
+def record_notice(session: Session, user_id: int, type_: str, photo_id: int | None = None,
+                  detail: str | None = None) -> Activity:
+    """A notice about the user's own account (NOTICE_TYPES), in the caller's transaction."""
+    assert type_ in NOTICE_TYPES, type_
+    return _insert(session, Activity(user_id=user_id, actor_id=user_id, type=type_, photo_id=photo_id,
+                                     detail=detail))
+
+
+def _insert(session: Session, row: Activity) -> Activity:
     session.add(row)
     session.flush()
-    _pending(session).added.append((recipient_id, row.id))
+    _pending(session).added.append((row.user_id, row.id))
     return row
 
 

@@ -25,6 +25,8 @@ def activity_objects(reader: MediaReader, session: Session, rows: list[Activity]
             "media": media.get(a.photo_id),
             "comment": (reader.serializer.comment_json(comments[a.comment_id], actors[a.actor_id])
                         if a.comment_id in comments else None),
+            # linked_account_revoked: which network (the photo that could not be shared is "media")
+            **({"network": a.detail} if a.type == "linked_account_revoked" else {}),
         }
         for a in rows if a.actor_id in actors
     ]

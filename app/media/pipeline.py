@@ -72,10 +72,13 @@ def every_derivative_key(photo_id: int, token: str | None) -> list[str]:
     return [derivative_key(photo_id, token, name) for name in imaging.DERIVATIVE_NAMES]
 
 
-def downstream_task_names() -> list[str]:
+def downstream_task_names(share_to: list[str] | None = None,
+                          share_networks: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """What a photo that became ready sets off. Each feature adds its task here
-    when it exists (fan-out, search, subscribers, push, share)."""
-    return ["tasks.feeds.fan_out", "tasks.search.index_photo", "tasks.realtime.notify_subscribers"]
+    when it exists (fan-out, search, subscribers, push, share). A share task only
+    for a network the upload named in share_to that is on (`share_networks`)."""
+    shares = [f"tasks.sharing.share_{network}" for network in (share_to or []) if network in share_networks]
+    return ["tasks.feeds.fan_out", "tasks.search.index_photo", "tasks.realtime.notify_subscribers", *shares]
 
 
 def _find_by_idempotency_key(session: Session, user_id: int, key: str | None) -> Photo | None:
@@ -233,11 +236,14 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> bool:
     return bool(changed)
 
 
-def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
+def publish_photo(session: Session, celery, photo_id: int, feeds=None,
+                  share_networks: frozenset[str] | set[str] = frozenset()) -> bool:
     """processing → ready, once; the downstream work is promised in the same commit.
 
     `feeds` (app.feeds.manager.FeedManager): the author's own feed gets the photo at
     once, not behind the feed queue; fan_out does it again if this fails.
+    `share_networks`: the networks sharing is on for (app.sharing): the photo's
+    share_to among them get their share task.
     """
     photo = session.get(Photo, photo_id)
     if photo is None or photo.status != "processing" or not photo.derivatives:
@@ -257,7 +263,8 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None) -> bool:
     unit = after_commit(session)
     if feeds is not None:  # a miss is repaired by fan_out, which does it again
         unit.best_effort("feeds.add_own", feeds.add_own, photo_id, photo.user_id)
-    unit.must_happen(session, outbox.add(session, outbox.PUBLISH_PHOTO, photo_id, tasks=downstream_task_names()),
+    unit.must_happen(session, outbox.add(session, outbox.PUBLISH_PHOTO, photo_id,
+                                            tasks=downstream_task_names(photo.share_to, share_networks)),
                      celery=celery)
     session.commit()
     return True

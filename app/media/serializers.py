@@ -71,6 +71,10 @@ class Serializer:
         return {"id": str(comment.id), "created_time": str(int(comment.created_at.timestamp())),
                 "text": comment.text, "from": self.user_summary(author) if author is not None else None}
 
+    def photo_link(self, photo) -> str:
+        """The photo's public page (a media object's `link`; shares carry it too)."""
+        return f"{self.public_url}/p/{photo.shortcode}/"
+
     def media_body(self, photo, *, location=None, tags=()) -> dict:
         """The part of a media object that depends on the photo alone, so it can be
         cached: no users, and image URLs as the storage gives them (see media_json)."""
@@ -81,7 +85,7 @@ class Serializer:
             "id": media_id(photo),
             "user": None,
             "created_time": created,
-            "link": f"{self.public_url}/p/{photo.shortcode}/",
+            "link": self.photo_link(photo),
             "shortcode": photo.shortcode,
             "filter": photo.filter,
             "tags": list(tags),

@@ -116,3 +116,11 @@ def search_photos_day_key(day: int) -> str:
 
 def search_tag_prefix_key(prefix: str) -> str:
     return f"{SEARCH_TAG_PREFIX}{prefix}"
+
+
+# -- linked accounts (app.sharing) ------------------------------------------------------
+OAUTH_STATE = "oauth-state:"  # string (JSON): a connect flow's user, network and request token, single-use
+
+
+def oauth_state_key(state: str) -> str:
+    return f"{OAUTH_STATE}{state}"

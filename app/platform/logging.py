@@ -4,10 +4,15 @@ from __future__ import annotations
 import logging
 import re
 
+# A name, then its value: `name=value`, `name: value`, `"name": "value"`, a tuple's
+# `('name', 'value')` and a percent-encoded `name%3Dvalue` (oauthlib's debug lines print
+# OAuth 1.0a's parameters and signature base string so). `state` binds an OAuth flow to
+# its user (app/sharing/linking.py); oauthlib's Client prints the access token as resource_owner_key.
 _SECRET = re.compile(
-    r"(?i)((?:access_token|client_secret|password|code|oauth_token|oauth_verifier|verify_token|secret|sig)"
-    r"[\"']?\s*[=:]\s*[\"']?)"
-    r"[^&\s\"',;]+"
+    r"(?i)((?:access_token|client_secret|consumer_secret|password|code|oauth_token|oauth_verifier|verify_token"
+    r"|resource_owner_key|secret|sig|state)"
+    r"(?:[\"']?\s*[=:]\s*[\"']?|['\"]\s*,\s*['\"]|%3D))"
+    r"(?:(?!%26)[^&\s\"',;])+"  # up to the next parameter, plain or percent-encoded (%26)
 )
 _SECRET_HEADER = re.compile(r"(?i)secret|token|password|signature")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
