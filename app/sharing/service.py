@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.engagement import activity
 from app.media.storage import Storage, StorageError
+from app.platform import metrics
 from app.sharing.linking import LinkedAccounts
 from app.sharing.networks import NetworkError, NoAnswer, RateLimited, Refused, Revoked
 from models import LinkedAccount, Photo, Share, begin_write, utcnow
@@ -90,6 +91,7 @@ class Sharing:
     def share(self, photo_id: int, network: str, retries: int = 0) -> Outcome:
         outcome = self._share(photo_id, network, retries)
         log.info("share of photo %s to %s: %s", photo_id, network, outcome.result)
+        metrics.SHARES.labels(network, outcome.result).inc()
         return outcome
 
     def _share(self, photo_id: int, network: str, retries: int) -> Outcome:
