@@ -20,6 +20,7 @@ task_routes = {
     "tasks.search.*": {"queue": "search"},
     "tasks.outreach.*": {"queue": "io"},
     "tasks.realtime.*": {"queue": "io"},  # subscribers' callbacks: waiting on remote HTTP
+    "tasks.push.*": {"queue": "io"},  # APNs: many pushes in flight over one HTTP/2 connection
     "tasks.maintenance.*": {"queue": "default"},
 }
 
