@@ -7,7 +7,7 @@ CELERY_WORKER_ARGS ?= -Q media,feed,io,search,default --concurrency 2 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds bench-search bench-realtime clean
+.PHONY: help venv run test lint-imports migrate worker flower bench-pipeline bench-feeds bench-search bench-realtime bench-push clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-feeds     bench/feeds.py"
 	@echo "make bench-search    bench/search.py"
 	@echo "make bench-realtime  bench/realtime.py"
+	@echo "make bench-push      bench/push.py"
 	@echo "make clean           remove .venv and caches (var/ data is kept)"
 
 venv: $(STAMP)
@@ -71,6 +72,8 @@ bench-search: venv
 	$(PY) bench/search.py
 bench-realtime: venv
 	$(PY) bench/realtime.py
+bench-push: venv
+	$(PY) bench/push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

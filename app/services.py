@@ -133,7 +133,10 @@ class Services:
         """The process's one HTTP/2 client to APNs: its connection carries every push as a stream."""
         s = self.settings
         context = ssl.create_default_context(cafile=s.apns_ca_file or None)  # empty: the system's CAs
-        return httpx.Client(http2=True, verify=context, timeout=httpx.Timeout(10.0, connect=5.0))
+        # Apple asks providers to keep the connection open across pushes: an idle one stays an hour
+        # (httpx's default closes it after 5 s), and one APNs closed meanwhile is replaced on the next push.
+        return httpx.Client(http2=True, verify=context, timeout=httpx.Timeout(10.0, connect=5.0),
+                            limits=httpx.Limits(keepalive_expiry=3600))
 
     @cached_property
     def apns(self) -> ApnsProvider | None:

@@ -8,8 +8,8 @@ milliseconds). Before it answers 200 it checks what Apple checks:
 - the provider token: `authorization: bearer <JWT>`, ES256, `kid` the key id,
   `iss` the team id, the signature against the public half of the key it made
   (written as a .p8 PEM for Shutter to sign with), `iat` not older than an hour
-  (403 ExpiredProviderToken) and a new token not within 20 minutes of the
-  previous one (429 TooManyProviderTokenUpdates);
+  (403 ExpiredProviderToken) and, on one connection, a new token not within
+  20 minutes of the previous one (429 TooManyProviderTokenUpdates);
 - `apns-topic` (the topics it was given), `apns-push-type` (alert),
   `apns-priority` (5 or 10), `apns-expiration` (a number), `apns-collapse-id`
   (at most 64 bytes);
@@ -118,14 +118,15 @@ class ApnsServer:
         self.lock = threading.Lock()
         self.connections = 0
         self.received: list[Received] = []
-        self.provider_tokens: list[tuple[str, int]] = []  # each new token and its iat, in order
+        self.provider_tokens: list[tuple[str, int]] = []  # each token a connection started using, and its iat
         self._verified: dict[str, dict] = {}
+        self._connection_tokens: dict[int, tuple[str, int]] = {}  # connection -> its token and iat
         self._next: list[_Rule] = []
         self._by_token: dict[str, _Rule] = {}
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self.port = 0
-        self.delivered = threading.Semaphore(0)  # released once per 200, for waiting
+        self.answered: dict[int, int] = {}  # status -> how many
 
     # -- scripting ----------------------------------------------------------------------
     def answer(self, status: int, reason: str = "", token: str | None = None, times: int | None = None,
@@ -253,7 +254,7 @@ class ApnsServer:
         status, reason = self._check_request(headers, device_token)
         if not status:
             provider_token = headers.get("authorization", "")[len("bearer "):]
-            claims, status, reason = self._check_provider_token(provider_token)
+            claims, status, reason = self._check_provider_token(provider_token, number)
         if not status:
             payload, status, reason = self._check_payload(body)
         timestamp_ms = None
@@ -263,10 +264,10 @@ class ApnsServer:
         with self.lock:
             self.received.append(Received(device_token, headers, payload, claims,
                                           headers.get("authorization", "")[len("bearer "):], status, reason, number))
+            self.answered[status] = self.answered.get(status, 0) + 1
         answer = [(":status", str(status)), ("apns-id", apns_id)]
         if status == 200:
             conn.send_headers(stream_id, answer, end_stream=True)
-            self.delivered.release()
             return
         error = {"reason": reason}
         if status == 410:
@@ -300,7 +301,7 @@ class ApnsServer:
             return 400, "BadCollapseId"
         return 0, ""
 
-    def _check_provider_token(self, provider_token: str) -> tuple[dict | None, int, str]:
+    def _check_provider_token(self, provider_token: str, connection: int) -> tuple[dict | None, int, str]:
         with self.lock:
             claims = self._verified.get(provider_token)
         if claims is None:
@@ -315,11 +316,16 @@ class ApnsServer:
             if claims.get("iss") != TEAM_ID or not isinstance(claims.get("iat"), int):
                 return None, 403, "InvalidProviderToken"
             with self.lock:
-                previous = self.provider_tokens[-1][1] if self.provider_tokens else None
-                if previous is not None and claims["iat"] - previous < TOKEN_MIN_INTERVAL:
-                    return claims, 429, "TooManyProviderTokenUpdates"
-                self.provider_tokens.append((provider_token, claims["iat"]))
                 self._verified[provider_token] = claims
+        with self.lock:
+            # A connection's provider may change its token at most every 20 minutes.
+            previous = self._connection_tokens.get(connection)
+            if previous is not None and previous[0] != provider_token:
+                if claims["iat"] - previous[1] < TOKEN_MIN_INTERVAL:
+                    return claims, 429, "TooManyProviderTokenUpdates"
+            if previous is None or previous[0] != provider_token:
+                self._connection_tokens[connection] = (provider_token, claims["iat"])
+                self.provider_tokens.append((provider_token, claims["iat"]))
         if self.clock() - claims["iat"] > TOKEN_MAX_AGE:
             return claims, 403, "ExpiredProviderToken"
         return claims, 0, ""

@@ -16,6 +16,7 @@ activity once: its id is claimed in Redis before its deliveries are sent.
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -29,9 +30,12 @@ from sqlalchemy.orm import Session
 from app.engagement import activity
 from app.errors import NotFound
 from app.platform.keys import push_claimed_key
-from app.push.apns import DEVICE_GONE, OFF_BY_PREFERENCE, RETRYABLE, ApnsProvider, Notification
+from app.push.apns import (DEVICE_GONE, EXPIRED_TOKEN, OFF_BY_PREFERENCE, REJECTED, RETRYABLE, ApnsProvider,
+                           Notification)
 from app.social.visibility import blocked_either_way, visible_photo_ids
 from models import Activity, Comment, Device, MutedNotification, Photo, User, utcnow
+
+log = logging.getLogger(__name__)
 
 DELIVER_TASK = "tasks.push.deliver"
 KINDS = ("like", "comment", "mention", "follow", "follow_request", "follow_accepted")
@@ -236,6 +240,8 @@ class PushService:
         answer = self.provider.send(n)
         if answer.result in DEVICE_GONE:
             self._forget_device(n.device_token, answer.timestamp_ms, queued_at)
+        elif answer.result in (REJECTED, EXPIRED_TOKEN):  # retrying cannot help: an operator can
+            log.warning("push refused by APNs: %s %s (topic %s)", answer.status, answer.reason, n.topic)
         return answer.result
 
     def _forget_device(self, token: str, invalid_since_ms: int | None, queued_at: float | None) -> None:
