@@ -40,7 +40,7 @@ from app.push.apns import SENT, Notification  # noqa: E402
 from app.services import Services  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-# RabbitMQ, as production runs it (a Redis broker acks the gevent pool's tasks one by one: README)
+# RabbitMQ, as production runs it (on a Redis broker the pool of 200 ran out of broker connections to ack with: README)
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 TOPIC = "com.example.shutter"
 
