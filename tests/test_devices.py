@@ -67,6 +67,7 @@ def test_only_your_own_devices_are_listed_and_deleted(shutter):
     assert_error(shutter.delete(f"/v1/users/self/devices/{TOKEN_B}", alice), 404, "APINotFoundError")
     assert [d["token"] for d in devices(shutter, bob)] == [TOKEN_B.lower()]
     assert_error(shutter.delete("/v1/users/self/devices/nothex", alice), 404, "APINotFoundError")
+    assert_error(shutter.delete("/v1/users/self/devices/a1%00", alice), 404, "APINotFoundError")
 
 
 def test_devices_need_a_token(shutter):

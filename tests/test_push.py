@@ -264,6 +264,8 @@ def test_notify_builds_texts_badges_and_collapse_ids(push, push_app, pshutter, a
     assert [p["aps"]["badge"] for p in sent] == [3, 3, 3]  # the unseen activity when they were made
     photo = media_id.split("_")[0]
     assert {r.headers["apns-collapse-id"] for r in apns_server.received} == {f"photo-{photo}"}
+    expiration = time.time() + push.settings.apns_expiration_seconds  # a day
+    assert all(abs(int(r.headers["apns-expiration"]) - expiration) < 30 for r in apns_server.received)
     assert sent[0]["shutter"] == {"type": "like", "activity_id": str(activity_ids(push, "like")[0]),
                                   "user_id": bob.id, "media_id": photo}
     # Reading the activity feed resets the badge.

@@ -127,6 +127,8 @@ class PushService:
 
     def remove_device(self, session: Session, user_id: int, token: str) -> None:
         """Unregister one of the user's own devices; 404 for any other token. Commits."""
+        if not TOKEN.match(token):  # no query for what no device has (a NUL would fail on PostgreSQL)
+            raise NotFound("no such device of yours")
         removed = session.execute(delete(Device).where(Device.user_id == user_id, Device.token == token.lower())
                                   .returning(Device.id)).first()
         if removed is None:
@@ -178,6 +180,9 @@ class PushService:
                     results.append(GONE)
                     continue
                 actor = session.get(User, followee_id)
+                if actor is None:  # the account was deleted meanwhile
+                    results.append(GONE)
+                    continue
                 results.append(self._send(session, follower_id, "follow_accepted",
                                           alert_text("follow_accepted", actor.username), None,
                                           {"type": "follow_accepted", "user_id": str(followee_id)}))
