@@ -9,24 +9,13 @@ Each returns its results (app.push.apns) for the metrics.
 from __future__ import annotations
 
 from celery import shared_task
-from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import OperationalError
 
 from app.services import services
-from app.worker import ContextTask
+# The io queue's policy for a database, Redis or broker hiccup (APNs' answers are deliver's to handle).
+from tasks.realtime import RealtimeTask as PushTask
 
 NOT_READY_RETRY_SECONDS = 20  # a caption mention waits for its photo to be ready
 NOT_READY_RETRIES = 30
-
-
-class PushTask(ContextTask):
-    abstract = True
-    # The database, Redis or the broker hiccuped (APNs' answers are handled by deliver itself).
-    autoretry_for = (OperationalError, BrokerError, ConnectionError, TimeoutError)
-    max_retries = 10
-    retry_backoff = 2
-    retry_backoff_max = 120
-    retry_jitter = True
 
 
 @shared_task(base=PushTask, bind=True, name="tasks.push.notify")
