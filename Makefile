@@ -8,7 +8,7 @@ CELERY_IO_WORKER_ARGS ?= -Q io -P gevent --concurrency 200 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime clean
+.PHONY: help venv run test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime bench-push clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-feeds     bench/feeds.py"
 	@echo "make bench-search    bench/search.py"
 	@echo "make bench-realtime  bench/realtime.py"
+	@echo "make bench-push      bench/push.py"
 	@echo "make clean           remove .venv and caches (var/ data is kept)"
 
 venv: $(STAMP)
@@ -76,6 +77,8 @@ bench-search: venv
 	$(PY) bench/search.py
 bench-realtime: venv
 	$(PY) bench/realtime.py
+bench-push: venv
+	$(PY) bench/push.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

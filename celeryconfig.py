@@ -20,6 +20,7 @@ task_routes = {
     "tasks.search.*": {"queue": "search"},
     "tasks.sharing.*": {"queue": "io"},  # Twitter and Facebook: waiting on remote HTTP
     "tasks.realtime.*": {"queue": "io"},  # subscribers' callbacks: waiting on remote HTTP
+    "tasks.push.*": {"queue": "io"},  # APNs: many pushes in flight over one HTTP/2 connection
     "tasks.maintenance.*": {"queue": "default"},
 }
 
@@ -46,6 +47,9 @@ broker_transport_options = {
     # confirms), not once it is in a socket buffer: only then may the outbox
     # mark a row delivered. (Redis answers every LPUSH anyway.)
     "confirm_publish": True,
+    # Redis broker: the connections a worker may open to it (kombu's default 10). The io
+    # worker's 200 greenlets ack at once, and past 10 each ack failed (MaxConnectionsError).
+    "max_connections": 256,
 }
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}

@@ -54,7 +54,14 @@ class Settings:
     apns_team_id: str = ""
     apns_key_file: str = ""
     apns_topic: str = ""
-    apns_host: str = "https://api.push.apple.com"
+    apns_host: str = "api.push.apple.com"  # production devices; a host name, not a URL
+    apns_sandbox_host: str = "api.sandbox.push.apple.com"  # devices registered as sandbox
+    apns_port: int = 443
+    apns_ca_file: str = ""  # empty: the system's CAs
+    apns_expiration_seconds: int = 24 * 3600  # apns-expiration: Apple keeps an undelivered push this long
+    apns_retry_backoff_seconds: float = 2.0  # 429 and 5xx: exponential backoff with full jitter
+    apns_retry_backoff_max_seconds: float = 300.0
+    apns_max_retries: int = 8
     # Share (app/sharing): a network is on when its app's key and secret are both set
     twitter_consumer_key: str = ""
     twitter_consumer_secret: str = ""
@@ -116,6 +123,11 @@ class Settings:
         return self.celery_broker_url or self.redis_url
 
     @property
+    def push_configured(self) -> bool:
+        """Push is on only with every APNs setting a provider token needs."""
+        return bool(self.apns_key_id and self.apns_team_id and self.apns_key_file and self.apns_topic)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -150,6 +162,14 @@ class Settings:
             apns_key_file=get("APNS_KEY_FILE", ""),
             apns_topic=get("APNS_TOPIC", ""),
             apns_host=get("APNS_HOST", d.apns_host),
+            apns_sandbox_host=get("APNS_SANDBOX_HOST", d.apns_sandbox_host),
+            apns_port=int(get("APNS_PORT", d.apns_port)),
+            apns_ca_file=get("APNS_CA_FILE", ""),
+            apns_expiration_seconds=int(get("APNS_EXPIRATION_SECONDS", d.apns_expiration_seconds)),
+            apns_retry_backoff_seconds=float(get("APNS_RETRY_BACKOFF_SECONDS", d.apns_retry_backoff_seconds)),
+            apns_retry_backoff_max_seconds=float(get("APNS_RETRY_BACKOFF_MAX_SECONDS",
+                                                     d.apns_retry_backoff_max_seconds)),
+            apns_max_retries=int(get("APNS_MAX_RETRIES", d.apns_max_retries)),
             twitter_consumer_key=get("TWITTER_CONSUMER_KEY", ""),
             twitter_consumer_secret=get("TWITTER_CONSUMER_SECRET", ""),
             twitter_api_url=get("TWITTER_API_URL", d.twitter_api_url),

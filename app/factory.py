@@ -59,10 +59,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     docs.register(api)
     limiter.init_app(app)
     # Imported here: their names (media, feeds) would shadow the domain packages in app's namespace.
-    from app.api import (browse, engagement, feeds, health, linked, media, oauth, relationships, search, subscriptions,
-                         users)
+    from app.api import (browse, devices, engagement, feeds, health, linked, media, oauth, relationships, search,
+                         subscriptions, users)
 
-    for area in (oauth, users, relationships, media, feeds, engagement, browse, search, subscriptions, linked):
+    for area in (oauth, users, relationships, media, feeds, engagement, browse, search, subscriptions, devices,
+                 linked):
         api.register_blueprint(area.blp)
     app.register_blueprint(health.blp)
     app.cli.add_command(shutter_commands)  # flask --app wsgi shutter …

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import ssl
+
+import httpx
 import redis
 from flask import current_app
 from werkzeug.local import LocalProxy
@@ -25,6 +28,8 @@ from app.media.serializers import Serializer
 from app.media.storage import storage_from_settings
 from app.platform.aftercommit import SERVICES
 from app.platform.cache import cache_from_settings
+from app.push.apns import ApnsProvider, ProviderToken
+from app.push.service import PushService
 from app.realtime.callbacks import AddressGuard, HttpCallbacks
 from app.realtime.subscriptions import SubscriptionService
 from app.search.interface import SearchBackend
@@ -141,6 +146,34 @@ class Services:
         return Sharing(self.db, self.storage, self.linked, self.serializer.photo_link,
                        retry_backoff_seconds=s.share_retry_backoff_seconds,
                        retry_backoff_max_seconds=s.share_retry_backoff_max_seconds)
+    def apns_http(self) -> httpx.Client:
+        """The process's one HTTP/2 client to APNs: its connection carries every push as a stream."""
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.apns_ca_file or None)  # empty: the system's CAs
+        # Apple asks providers to keep the connection open across pushes: an idle one stays an hour
+        # (httpx's default closes it after 5 s), and one APNs closed meanwhile is replaced on the next push.
+        return httpx.Client(http2=True, verify=context, timeout=httpx.Timeout(10.0, connect=5.0),
+                            limits=httpx.Limits(keepalive_expiry=3600))
+
+    @cached_property
+    def apns(self) -> ApnsProvider | None:
+        """APNs' provider API with a JWT from APNS_KEY_FILE; None (push off) unless every APNS_* is set."""
+        s = self.settings
+        if not s.push_configured:
+            return None
+        with open(s.apns_key_file) as key_file:
+            token = ProviderToken(s.apns_key_id, s.apns_team_id, key_file.read())
+        return ApnsProvider(self.apns_http, token, {"production": s.apns_host, "sandbox": s.apns_sandbox_host},
+                            s.apns_port)
+
+    @cached_property
+    def push(self) -> PushService:
+        s = self.settings
+        return PushService(self.db, self.redis, self.celery, self.apns, topic=s.apns_topic,
+                           expiration_seconds=s.apns_expiration_seconds,
+                           retry_backoff_seconds=s.apns_retry_backoff_seconds,
+                           retry_backoff_max_seconds=s.apns_retry_backoff_max_seconds,
+                           max_retries=s.apns_max_retries)
 
     @cached_property
     def celery(self):
@@ -154,6 +187,8 @@ class Services:
             self.redis.close()
         if "callbacks" in self.__dict__:
             self.callbacks.close()
+        if "apns_http" in self.__dict__:
+            self.apns_http.close()
 
 
 services: Services = LocalProxy(lambda: current_app.extensions["shutter"])  # type: ignore[assignment]

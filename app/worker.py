@@ -11,7 +11,7 @@ from celery import Celery, Task
 from app.config import Settings
 
 TASK_MODULES = ("tasks.media", "tasks.feeds", "tasks.maintenance", "tasks.search", "tasks.realtime",
-                "tasks.sharing")
+                "tasks.sharing", "tasks.push")
 MEDIA_TASKS = ("tasks.media.process_photo", "tasks.media.publish_photo", "tasks.media.delete_files")
 
 

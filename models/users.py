@@ -106,16 +106,33 @@ class Block(Base):
 
 
 class Device(Base):
-    """An APNs device token that push notifications go to."""
+    """An APNs device token that push notifications go to (app/push).
+
+    The token is unique: registered again by another user, the row moves to them
+    (a phone changed hands). updated_at is when it was last registered: APNs' 410
+    carries the time the token stopped being valid, and a row registered since stays.
+    """
 
     __tablename__ = "devices"
 
     id: Mapped[int] = id_column()
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
-    token: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    token: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)  # lower-case hex
     platform: Mapped[str] = mapped_column(String(10), nullable=False, default="apns")
+    environment: Mapped[str] = mapped_column(String(10), nullable=False, default="production")  # | sandbox
+    topic: Mapped[str | None] = mapped_column(String(255))  # None: APNS_TOPIC
     created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MutedNotification(Base):
+    """A kind of push notification a user switched off (every kind is on until then)."""
+
+    __tablename__ = "muted_notifications"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
 
 
 class LinkedAccount(Base):
@@ -135,5 +152,6 @@ class LinkedAccount(Base):
 
 
 __all__ = [
-    "User", "Client", "AccessToken", "AuthorizationCode", "Follow", "Block", "Device", "LinkedAccount",
+    "User", "Client", "AccessToken", "AuthorizationCode", "Follow", "Block", "Device", "MutedNotification",
+    "LinkedAccount",
 ]

@@ -25,7 +25,8 @@ from app.config import ROOT, Settings
 from models import Base, make_engine
 from tests.support import Shutter
 
-pytest_plugins = ["tests.s3_server", "tests.workers", "tests.live_server", "tests.solr_server", "tests.oauth_providers"]
+pytest_plugins = ["tests.s3_server", "tests.workers", "tests.live_server", "tests.solr_server", "tests.oauth_providers",
+                  "tests.apns_server"]
 
 STACK = os.environ.get("SHUTTER_TEST_STACK", "embedded")
 MEMCACHED_SERVER = os.environ.get("TEST_MEMCACHED_SERVERS", "127.0.0.1:11211")

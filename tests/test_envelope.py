@@ -101,7 +101,16 @@ def test_healthz_reports_every_component_ok(client):
     assert response.status_code == 200, response.json
     assert response.json == {"meta": {"code": 200},
                              "data": {"database": "ok", "redis": "ok", "broker": "ok", "storage": "ok",
-                                      "cache": "ok"}}
+                                      "cache": "ok",
+                                      # no APNS_*, TWITTER_* or FACEBOOK_* settings: switched off, and healthy
+                                      "push": "off", "sharing": {"twitter": "off", "facebook": "off"}}}
+
+
+def test_healthz_says_which_network_sharing_is_on_for(make_app):
+    app = make_app(twitter_consumer_key="ck", twitter_consumer_secret="cs")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200, response.json
+    assert response.json["data"]["sharing"] == {"twitter": "on", "facebook": "off"}
 
 
 def test_healthz_names_a_component_that_is_down(make_app):

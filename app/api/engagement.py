@@ -125,5 +125,8 @@ def liked_media(args):
 def activity_feed(args):
     """Likes, comments, follows, follow requests and mentions of you, newest first (count, max_id)."""
     viewer = current_user()
-    rows, cursor = activity.page(db(), services.redis, viewer.id, args["count"], parse_id(args["max_id"], "max_id"))
+    max_id = parse_id(args["max_id"], "max_id")
+    rows, cursor = activity.page(db(), services.redis, viewer.id, args["count"], max_id)
+    if max_id is None:  # the newest page: what a push badge counts starts again
+        activity.mark_seen(services.redis, viewer.id)
     return ok(activity_objects(services.media, db(), rows, viewer.id), pagination=next_page("next_max_id", cursor, url_param="max_id"))

@@ -18,6 +18,10 @@ def _check(check) -> str:
         return f"down: {type(error).__name__}"
 
 
+def _on(enabled: bool) -> str:
+    return "on" if enabled else "off"
+
+
 def _database():
     with services.db.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
@@ -39,7 +43,10 @@ def healthz():
         "cache": _check(services.cache.check),
     }
     code = 200 if all(state == "ok" for state in components.values()) else 503
-    body = {"meta": {"code": code}, "data": components}
+    # What is switched on by its settings: off is healthy (APNS_*, TWITTER_*, FACEBOOK_* unset).
+    features = {"push": _on(services.push.enabled),
+                "sharing": {network: _on(services.sharing.enabled(network)) for network in ("twitter", "facebook")}}
+    body = {"meta": {"code": code}, "data": {**components, **features}}
     if code != 200:
         body["meta"].update(error_type="APIServiceUnavailable", error_message="a component is down")
     return body, code

@@ -147,7 +147,7 @@ def edit_profile(args):
         setattr(user, field, value)
     if was_private and not user.is_private:
         for pair in social.approve_all_requests(session, user):
-            activity.follow_started(session, *pair)
+            activity.request_approved(session, *pair)
             services.feeds.apply_change(session, social.Change("approve", follow_started=pair))  # their feeds
     user_changed(session, user.id)  # cached summaries: name, picture; the user search's entry
     if was_private != user.is_private:

@@ -20,6 +20,12 @@ If Redis fails right then, the mirror is handed to a task
 answers: a copy that holds its sentinel is never rebuilt, so a missed id
 would otherwise stay missing. A removal that never reached Redis needs no
 such care: readers drop an id whose row is gone.
+
+When push is on (APNS_* set: the container's `push.enabled`), the same unit
+then publishes one push task for the transaction's new activity and accepted
+follow requests (app/push does the rest); a broker that fails right then hands
+it to the outbox. Reading the first page of one's activity marks it seen: the
+push badge counts the activity since (`unseen_count`).
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from app.platform import text
 from app.platform.aftercommit import after_commit
-from app.platform.keys import activity_key
+from app.platform.keys import activity_key, activity_seen_key
 from app.social import visibility
 from models import Activity, Block, User
 
@@ -38,10 +44,10 @@ CAP = 100
 TTL_SECONDS = 30 * 24 * 3600  # an inactive user's copy goes; the rows stay
 SENTINEL = "0"
 PUBLISH_TASK = "tasks.feeds.publish_activity"
+PUSH_TASK = "tasks.push.notify"
 TYPES = ("like", "comment", "follow", "follow_request", "mention", "linked_account_revoked")
-# Notices about the user's own account: the user is their own actor.
+# Notices about the user's own account: the user is their own actor (not pushed).
 NOTICE_TYPES = ("linked_account_revoked",)
-
 
 
 def _member(activity_id: int) -> str:
@@ -52,6 +58,17 @@ def _member(activity_id: int) -> str:
 class _Pending:
     added: list[tuple[int, int]] = field(default_factory=list)  # (recipient, activity id)
     removed: list[tuple[int, int]] = field(default_factory=list)
+    pushed: list[int] = field(default_factory=list)  # activity ids to push
+    accepted: list[tuple[int, int]] = field(default_factory=list)  # (follower, followee): "bob accepted …"
+
+
+def _push_on(unit) -> bool:
+    return unit.services is not None and unit.services.push.enabled
+
+
+def publish_push(celery, activity_ids: list[int], accepted: list) -> None:
+    if activity_ids or accepted:
+        celery.send_task(PUSH_TASK, kwargs={"activity_ids": activity_ids, "accepted": accepted})
 
 
 def _pending(session: Session) -> _Pending:
@@ -64,16 +81,20 @@ def _pending(session: Session) -> _Pending:
         # would stay missing: the task mirrors it once Redis answers.
         unit.best_effort("activity.publish", lambda **changes: publish(unit.services.redis, **changes),
                          retry_as=PUBLISH_TASK, added=pending.added, removed=pending.removed)
+        if _push_on(unit):  # after the mirror: the badge counts what it added
+            unit.best_effort("push.notify", lambda **push: publish_push(unit.services.celery, **push),
+                             retry_as=PUSH_TASK, activity_ids=pending.pushed, accepted=pending.accepted)
     return pending
 
 
 def record(session: Session, recipient_id: int, actor_id: int, type_: str,
-           photo_id: int | None = None, comment_id: int | None = None) -> Activity | None:
-    """Insert an activity row in the caller's transaction; none for acting on yourself."""
+           photo_id: int | None = None, comment_id: int | None = None, push: bool = True) -> Activity | None:
+    """Insert an activity row in the caller's transaction; none for acting on yourself.
+    `push`: tell the recipient's devices once it commits (when push is on)."""
     if recipient_id == actor_id:
         return None
     return _insert(session, Activity(user_id=recipient_id, actor_id=actor_id, type=type_, photo_id=photo_id,
-                                     comment_id=comment_id))
+                                     comment_id=comment_id), push)
 
 
 def record_notice(session: Session, user_id: int, type_: str, photo_id: int | None = None,
@@ -81,13 +102,16 @@ def record_notice(session: Session, user_id: int, type_: str, photo_id: int | No
     """A notice about the user's own account (NOTICE_TYPES), in the caller's transaction."""
     assert type_ in NOTICE_TYPES, type_
     return _insert(session, Activity(user_id=user_id, actor_id=user_id, type=type_, photo_id=photo_id,
-                                     detail=detail))
+                                     detail=detail), push=False)
 
 
-def _insert(session: Session, row: Activity) -> Activity:
+def _insert(session: Session, row: Activity, push: bool) -> Activity:
     session.add(row)
     session.flush()
-    _pending(session).added.append((row.user_id, row.id))
+    pending = _pending(session)
+    pending.added.append((row.user_id, row.id))
+    if push:
+        pending.pushed.append(row.id)
     return row
 
 
@@ -113,8 +137,8 @@ def discard_pending(session: Session) -> None:
     """What was recorded never happened (a rollback does this by itself)."""
     pending = after_commit(session).state.get("activity")
     if pending is not None:
-        pending.added.clear()
-        pending.removed.clear()
+        for changes in (pending.added, pending.removed, pending.pushed, pending.accepted):
+            changes.clear()
 
 
 def publish(redis, added, removed) -> None:
@@ -158,6 +182,21 @@ def _page_ids(session: Session, redis, user_id: int, count: int, max_id: int | N
     return list(session.scalars(query))
 
 
+def unseen_count(session: Session, redis, user_id: int) -> int:
+    """How much of the user's activity (at most CAP) is newer than what they last read: the push badge."""
+    if redis.zscore(activity_key(user_id), SENTINEL) is None:
+        _rebuild(session, redis, user_id)
+    seen = redis.get(activity_seen_key(user_id))
+    return redis.zlexcount(activity_key(user_id), f"({_member(int(seen))}" if seen else f"({SENTINEL}", "+")
+
+
+def mark_seen(redis, user_id: int) -> None:
+    """The user read their newest activity: the badge starts again from zero."""
+    newest = redis.zrange(activity_key(user_id), "+", f"({SENTINEL}", desc=True, bylex=True, offset=0, num=1)
+    if newest:
+        redis.set(activity_seen_key(user_id), int(newest[0]), ex=TTL_SECONDS)
+
+
 def page(session: Session, redis, user_id: int, count: int, max_id: int | None) -> tuple[list[Activity], int | None]:
     """A page of the user's activity, newest first, and the next max_id (None at the end).
 
@@ -189,10 +228,17 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
 
 # -- the social graph ----------------------------------------------------------
 
-def follow_started(session: Session, follower_id: int, followee_id: int) -> None:
+def follow_started(session: Session, follower_id: int, followee_id: int, push: bool = True) -> None:
     """An active follow: a `follow` for the followee, replacing the request it may answer."""
     follow_ended(session, follower_id, followee_id)
-    record(session, followee_id, follower_id, "follow")
+    record(session, followee_id, follower_id, "follow", push=push)
+
+
+def request_approved(session: Session, follower_id: int, followee_id: int) -> None:
+    """The followee approved the request: their `follow` (not pushed to them: they did it), and
+    the follower is told ("bob accepted your follow request.")."""
+    follow_started(session, follower_id, followee_id, push=False)
+    _pending(session).accepted.append((follower_id, followee_id))
 
 
 def follow_ended(session: Session, follower_id: int, followee_id: int) -> None:
@@ -203,7 +249,9 @@ def follow_ended(session: Session, follower_id: int, followee_id: int) -> None:
 
 def follow_changed(session: Session, viewer_id: int, target_id: int, change) -> None:
     """The activity of a relationship action (an app.social.relationships.Change), in its transaction."""
-    if change.follow_started:
+    if change.follow_started and change.action == "approve":
+        request_approved(session, *change.follow_started)
+    elif change.follow_started:
         follow_started(session, *change.follow_started)
     if change.follow_requested:
         follower_id, followee_id = change.follow_requested

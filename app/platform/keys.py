@@ -23,6 +23,8 @@ FRAGMENT = "rb:"  # a rendered fragment, by the hash of its text
 LIKED = "liked:"  # set: the photos a user liked
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
+ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
+PUSH_CLAIMED = "push-claimed:"  # string: an activity whose push was sent to its devices' deliver tasks
 POPULAR = "popular"  # sorted set: /media/popular's ranking
 TOKEN = "token:"  # a token's cached lookup, by the token's hash
 TOKEN_CLOCK = "token-clock:"  # when a token last changed (revoked, re-scoped)
@@ -99,6 +101,14 @@ def liked_clock_key(user_id: int) -> str:
 
 def activity_key(user_id: int) -> str:
     return f"{ACTIVITY}{user_id}"
+
+
+def activity_seen_key(user_id: int) -> str:
+    return f"{ACTIVITY_SEEN}{user_id}"
+
+
+def push_claimed_key(activity_id: int) -> str:
+    return f"{PUSH_CLAIMED}{activity_id}"
 
 
 def token_cache_key(token_hash: str) -> str:

@@ -95,9 +95,10 @@ CALLBACK_DELIVERIES = Counter(
     "shutter_callback_deliveries_total",
     "Real-time subscription POSTs: delivered, failed (retried), dropped (no live subscription left)", ["result"])
 CALLBACK_DELIVERED, CALLBACK_FAILED, CALLBACK_DROPPED = "delivered", "failed", "dropped"
-# Defined for push (app/push) and sharing (app/share), to be wired where they send, e.g.
-# PUSH_NOTIFICATIONS.labels(SENT).inc(), SHARES.labels("twitter", REJECTED).inc():
-SENT, FAILED, REJECTED = "sent", "failed", "rejected"  # failed: retried; rejected: refused for good (a bad token)
+# Their `result` labels are the services' own outcomes: APNs' answer to each send (app.push.apns:
+# sent, unregistered, bad_token, expired_token, throttled, provider_error, rejected) and
+# off_by_preference; a share's outcome (app.sharing.service: posted, already_posted, not_linked,
+# revoked, rate_limited, provider_error, refused, in_progress, skipped).
 PUSH_NOTIFICATIONS = Counter("shutter_push_notifications_total", "APNs notifications, by result", ["result"])
 SHARES = Counter("shutter_shares_total", "Photos shared to a linked network, by network and result",
                  ["network", "result"])

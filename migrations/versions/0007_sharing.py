@@ -1,7 +1,7 @@
 """sharing to Twitter and Facebook: the shares table, and the activity notice of a revoked link
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 12:00:00
 
 shares holds one row per (photo, network): the intent to post, claimed by a
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
