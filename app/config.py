@@ -64,6 +64,13 @@ class Settings:
     facebook_graph_url: str = "https://graph.facebook.com"
     # Operations
     sentry_dsn: str = ""
+    log_format: str = "text"  # text | json (one JSON object a line)
+    # /healthz?deep=1 (and /readyz) fail past these: messages waiting in one queue,
+    # and the age of the oldest outbox row not yet published
+    health_max_queue_depth: int = 1000
+    health_max_outbox_age_seconds: int = 300
+    # the cheap /healthz answers from component states at most this old
+    health_cache_seconds: int = 10
     secret_key: str = "dev-only-secret-change-me"
     public_url: str = "http://127.0.0.1:8000"
     rate_limits_enabled: bool = True
@@ -142,6 +149,10 @@ class Settings:
             facebook_app_secret=get("FACEBOOK_APP_SECRET", ""),
             facebook_graph_url=get("FACEBOOK_GRAPH_URL", d.facebook_graph_url),
             sentry_dsn=get("SENTRY_DSN", ""),
+            log_format=get("LOG_FORMAT", d.log_format).strip().lower(),
+            health_max_queue_depth=int(get("HEALTH_MAX_QUEUE_DEPTH", d.health_max_queue_depth)),
+            health_max_outbox_age_seconds=int(get("HEALTH_MAX_OUTBOX_AGE_SECONDS", d.health_max_outbox_age_seconds)),
+            health_cache_seconds=int(get("HEALTH_CACHE_SECONDS", d.health_cache_seconds)),
             secret_key=get("SECRET_KEY", d.secret_key),
             public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
             rate_limits_enabled=_bool(env.get("RATE_LIMITS_ENABLED"), True),
