@@ -158,6 +158,8 @@ def queues() -> None:
 @shutter.command("sweep")
 def sweep() -> None:
     """Run the sweeper once, here (the beat task's code: re-publish, purge, re-key)."""
-    result = services.celery.tasks["tasks.maintenance.sweep"]()
+    celery = services.celery
+    celery.loader.import_default_modules()  # tasks/ (TASK_MODULES), as a worker loads them
+    result = celery.tasks["tasks.maintenance.sweep"]()
     click.echo("Sweep: " + ", ".join(f"{key}={value}" for key, value in result.items()))
 

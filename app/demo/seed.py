@@ -84,6 +84,7 @@ class DemoSeeder:
             for n in range(1, self.user_count + 1):
                 users.append(self._user(session, f"demo{n:02d}"))
                 yield "users", 1
+            self.result.usernames = [u.username for u in users]
             self._client(session, users[0])
             for index, user in enumerate(users):
                 self._follows(session, user, users, index)
@@ -96,7 +97,6 @@ class DemoSeeder:
             for index, user in enumerate(users):
                 self._reactions(session, user, photos, index)
                 yield "reactions", 1
-        self.result.usernames = [u.username for u in users]
 
     def _user(self, session, username: str) -> User:
         user = find_user(session, username)
@@ -133,12 +133,20 @@ class DemoSeeder:
         photo, created = pipeline.accept_upload(session, s.storage, s.celery, user, demo_image(seed), fields,
                                                 s.settings.max_image_pixels)
         photo_id = photo.id
-        # Browsable without a worker: the chain's steps here too (each is a no-op once done).
-        pipeline.process_photo(session, s.storage, photo_id)
-        if pipeline.publish_photo(session, s.celery, photo_id, feeds=s.feeds):
+        session.commit()  # nothing held (on SQLite a transaction holds the write lock) while the steps run
+        # Browsable without a worker: the chain's steps here too (each is a no-op once done),
+        # each in a session of its own as the tasks have.
+        with s.db.session() as step:
+            pipeline.process_photo(step, s.storage, photo_id)
+        with s.db.session() as step:
+            published = pipeline.publish_photo(step, s.celery, photo_id, feeds=s.feeds)
+        if published:
             s.feeds.fan_out_all(photo_id)
         self.result.photos += created
-        return session.get(Photo, photo_id)
+        photo = session.get(Photo, photo_id)
+        session.refresh(photo)  # sessions keep objects after commit (expire_on_commit=False): its status now
+        session.commit()
+        return photo
 
     def _reactions(self, session, user: User, photos: list[Photo], index: int) -> None:
         """Likes the photos of the next user and comments on one of them."""

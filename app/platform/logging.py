@@ -198,4 +198,21 @@ def scrub_sentry_event(event, _hint):
             entry["message"] = redact(entry["message"])
     if isinstance((event.get("logentry") or {}).get("message"), str):
         event["logentry"]["message"] = redact(event["logentry"]["message"])
+    # Frames' variables by value: a repr can hold a secret under a name the denylist does not
+    # know (werkzeug's Request repr is its URL, an access_token in the query included).
+    for part in ("exception", "threads"):
+        for value in (event.get(part) or {}).get("values", []):
+            for frame in (value.get("stacktrace") or {}).get("frames", []):
+                if "vars" in frame:
+                    frame["vars"] = _redact_values(frame["vars"])
     return event
+
+
+def _redact_values(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_values(item) for item in value]
+    return value
