@@ -8,11 +8,12 @@ CELERY_IO_WORKER_ARGS ?= -Q io -P gevent --concurrency 200 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime bench-push clean
+.PHONY: help venv run run-production-layout test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime bench-push clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
 	@echo "make run             the whole stack (API, worker, beat, Flower, embedded redis)"
+	@echo "make run-production-layout  the Procfile (honcho) against the local PostgreSQL, Redis, RabbitMQ, memcached"
 	@echo "make test            the import contracts (lint-imports), then the suite on the production stack, then the embedded one"
 	@echo "make migrate         alembic upgrade head"
 	@echo "make worker          the Celery worker for media, feed, search, default (CELERY_WORKER_ARGS)"
@@ -46,6 +47,20 @@ $(STAMP): requirements.txt requirements-test.txt
 
 run: venv
 	$(PY) scripts/run.py
+
+# The production process layout (Procfile) on this machine's servers (../shared/SERVICES.md).
+# Override any of them: make run-production-layout DATABASE_URL=...
+PRODUCTION_LAYOUT_ENV ?= \
+	DATABASE_URL=$${DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/shutter} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//} \
+	MEMCACHED_SERVERS=$${MEMCACHED_SERVERS:-127.0.0.1:11211}
+
+run-production-layout: venv
+	@mkdir -p var
+	-createdb -h 127.0.0.1 -U postgres shutter 2>/dev/null  # once; an existing database is fine
+	$(PRODUCTION_LAYOUT_ENV) $(PY) -m alembic upgrade head
+	$(PRODUCTION_LAYOUT_ENV) $(VENV)/bin/honcho start -f Procfile
 
 test: venv
 	$(VENV)/bin/lint-imports --no-cache

@@ -19,7 +19,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _cores() + 1)
 timeout = 60
 # %(U)s is the path without its query string: v1 clients send access_token
 # in the query, and secrets never reach logs.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+# The request id is the response's X-Request-Id (app/platform/logging.py): the access line
+# is written after the request's own context is gone.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 
 
 def child_exit(server, worker):

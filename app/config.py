@@ -86,6 +86,13 @@ class Settings:
     # A Celery worker's own /metrics (0: none; then it shares the API's PROMETHEUS_MULTIPROC_DIR)
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # text | json (one JSON object a line)
+    # /healthz?deep=1 (and /readyz) fail past these: messages waiting in one queue,
+    # and the age of the oldest outbox row not yet published
+    health_max_queue_depth: int = 1000
+    health_max_outbox_age_seconds: int = 300
+    # the cheap /healthz answers from component states at most this old
+    health_cache_seconds: int = 10
     secret_key: str = "dev-only-secret-change-me"
     public_url: str = "http://127.0.0.1:8000"
     rate_limits_enabled: bool = True
@@ -190,6 +197,10 @@ class Settings:
             sentry_dsn=get("SENTRY_DSN", ""),
             worker_metrics_port=int(get("WORKER_METRICS_PORT", d.worker_metrics_port)),
             worker_metrics_host=get("WORKER_METRICS_HOST", d.worker_metrics_host),
+            log_format=get("LOG_FORMAT", d.log_format).strip().lower(),
+            health_max_queue_depth=int(get("HEALTH_MAX_QUEUE_DEPTH", d.health_max_queue_depth)),
+            health_max_outbox_age_seconds=int(get("HEALTH_MAX_OUTBOX_AGE_SECONDS", d.health_max_outbox_age_seconds)),
+            health_cache_seconds=int(get("HEALTH_CACHE_SECONDS", d.health_cache_seconds)),
             secret_key=get("SECRET_KEY", d.secret_key),
             public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
             rate_limits_enabled=_bool(env.get("RATE_LIMITS_ENABLED"), True),

@@ -1,7 +1,7 @@
 """Shutter's Flask application factory (app.create_app calls it)."""
 from __future__ import annotations
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -12,7 +12,8 @@ from app.config import Settings
 from app.errors import http_error_response, register_error_handlers
 from app.extensions import limiter
 from app.platform.jsonprovider import OrjsonProvider
-from app.platform.logging import configure_logging, init_sentry
+from app.platform.logging import (REQUEST_ID_HEADER, bind_request_id, configure_logging, connect_celery_logging,
+                                  current_request_id, init_sentry, request_id_from, reset_request_id)
 from app.platform.metrics import ServiceGauges, init_metrics
 from app.services import Services
 
@@ -28,7 +29,8 @@ class ShutterApi(Api):
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    configure_logging()
+    configure_logging(log_format=settings.log_format)
+    connect_celery_logging(settings.log_format)
     if settings.sentry_dsn:
         init_sentry(settings.sentry_dsn)
 
@@ -72,11 +74,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     search.register_search_error_handlers(app)
     init_metrics(app, ServiceGauges(app.extensions["shutter"]))  # queue depths, outbox backlog: read when scraped
 
+    @app.before_request
+    def take_request_id():
+        # On every log line of the request and of the tasks it enqueues (app/platform/logging.py).
+        g.request_id_token = bind_request_id(request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+
     @app.after_request
     def no_sniffing(response):
         # Browsers must not run a served file as HTML or script, whatever its bytes look like.
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if current_request_id():
+            response.headers[REQUEST_ID_HEADER] = current_request_id()
         return response
+
+    @app.teardown_request
+    def drop_request_id(_error):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            try:
+                reset_request_id(token)
+            except ValueError:  # set in another context (a test client's nested request)
+                bind_request_id(None)
 
     @app.teardown_appcontext
     def close_session(_error):

@@ -61,6 +61,18 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     fi
 fi
 
+# nginx: only its `nginx -t` of ops/nginx/shutter.conf (tests/test_operations.py); never started.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        note "installing nginx-light (for nginx -t)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } ||
+            note "could not install nginx-light"
+    else
+        note "nginx is not installed (needs root and apt-get to install it)"
+    fi
+fi
+
 # --- (b) the services, started with the commands from SERVICES.md ---------
 start_postgresql() { pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start; }
 start_redis() {

@@ -1,15 +1,13 @@
 """Users: sign-up, profiles, search, and the lists of the social graph."""
 from __future__ import annotations
 
-import re
-
 import marshmallow as ma
 from flask import request
 from flask_smorest.fields import Upload
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.accounts.auth import new_password_hash, set_password
+from app.accounts.registration import USERNAME, AccountTaken, create_user
 from app.api.common import (
     Blueprint,
     CursorArgs,
@@ -27,8 +25,7 @@ from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
 from app.platform.aftercommit import after_commit
-from app.platform import metrics
-from app.platform.changes import owner_visibility_changed, user_changed, user_indexed
+from app.platform.changes import owner_visibility_changed, user_changed
 from app.platform.paging import split_page
 from app.services import services
 from app.social import relationships as social
@@ -37,7 +34,6 @@ from models import Follow, User, begin_write
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
-USERNAME = re.compile(r"\A[A-Za-z0-9._]{1,30}\Z")  # \Z: "$" would let a trailing newline in
 
 
 class SignupArgs(Schema):
@@ -88,22 +84,11 @@ def _signup_limit() -> str:
 @blp.arguments(SignupArgs(), location="form")
 def signup(args):
     """Sign up (an addition to v1): username, password, email, full_name → 201 + user."""
-    session = db()
-    user = User(
-        username=args["username"], username_key=args["username"].lower(),
-        email=args["email"], email_key=args["email"].lower(),
-        password_hash=services.passwords.hash(args["password"]), full_name=args["full_name"],
-    )
-    session.add(user)
     try:
-        session.flush()
-        user_indexed(session, user.id)  # user search finds them once this commits
-        metrics.count_after_commit(session, metrics.SIGNUPS)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        taken = session.scalar(select(User.id).where(User.username_key == args["username"].lower()))
-        raise Conflict("This username is taken." if taken else "This email is already registered.")
+        user = create_user(db(), services.passwords, args["username"], args["email"], args["password"],
+                           full_name=args["full_name"])
+    except AccountTaken as taken:
+        raise Conflict(str(taken)) from None
     return ok(services.serializer.user_full(user), code=201)
 
 

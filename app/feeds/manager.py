@@ -442,6 +442,13 @@ class FeedManager:
         ).all()
         self._store_built(feed_key(user_id), list(ids), ttl=self.feed_ttl)
 
+    def rebuild(self, session: Session, user_id: int) -> None:
+        """An operator's rebuild (`shutter rebuild-feeds`): the home feed and own posts replaced
+        from the database, entries that should not be there dropped."""
+        self.redis.delete(feed_key(user_id), posts_key(user_id))
+        self.build_feed(session, user_id)
+        self.build_posts(session, user_id)
+
     def build_posts(self, session: Session, user_id: int) -> None:
         ids = session.scalars(
             select(Photo.id).where(Photo.user_id == user_id, Photo.status == "ready")

@@ -344,6 +344,42 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None, 
     return True
 
 
+REPROCESSABLE = ("failed", "processing")
+
+
+def reprocess(session: Session, celery, status: str, batch: int = 500):
+    """Re-publish the media chain of every photo in `status` through the outbox (an
+    operator's `shutter reprocess-photos`): a failed photo goes back to `processing` with
+    its attempts reset. Yields how many each batch re-published."""
+    if status not in REPROCESSABLE:
+        raise ValueError(f"status must be one of {REPROCESSABLE}, not {status!r}")
+    after = 0
+    while True:
+        ids = session.scalars(select(Photo.id).where(Photo.status == status, Photo.id > after)
+                              .order_by(Photo.id).limit(batch)).all()
+        if not ids:
+            return
+        after = ids[-1]
+        session.execute(update(Photo).where(Photo.id.in_(ids), Photo.status == status)
+                        .values(status="processing", attempts=0, failure_reason=None, updated_at=utcnow()))
+        rows = [outbox.add(session, outbox.PROCESS_PHOTO, photo_id) for photo_id in ids]
+        session.add_all(rows)
+        session.commit()
+        outbox.deliver(session, celery, rows)  # what the broker refuses, the sweeper sends
+        yield len(ids)
+
+
+def count_in_status(session: Session, status: str) -> int:
+    return session.scalar(select(func.count(Photo.id)).where(Photo.status == status))
+
+
+def oldest_processing(session: Session) -> tuple[int, object] | None:
+    """The photo that has waited longest in `processing`: (id, last touched), or None."""
+    row = session.execute(select(Photo.id, Photo.updated_at).where(Photo.status == "processing")
+                          .order_by(Photo.updated_at).limit(1)).first()
+    return tuple(row) if row else None
+
+
 def sweep(session: Session, celery, stuck_after: timedelta = STUCK_AFTER,
           outbox_grace: timedelta = OUTBOX_GRACE) -> dict:
     """Re-publish undelivered outbox rows and photos stuck in `processing`.

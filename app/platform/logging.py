@@ -1,8 +1,48 @@
-"""Logging that never writes a secret: tokens, passwords and keys are masked."""
+"""Logging that never writes a secret (tokens, passwords and keys are masked), and that
+follows one request: its id is on every line of the request and of every task it set off.
+
+    LOG_FORMAT=text (default)  readable lines, `request_id=…` at the end when there is one
+    LOG_FORMAT=json            one JSON object a line (python-json-logger), `request_id` a field
+
+The id lives in a context variable: set from X-Request-Id (app.factory), carried in
+the headers of every task published meanwhile (Celery's before_task_publish), and
+set again around each task from its headers (task_prerun), so tasks a task
+enqueues inherit it.
+"""
 from __future__ import annotations
 
 import logging
 import re
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# A client's id is kept only when it is short and plain (a UUID, nginx's $request_id):
+# anything else, which could forge log lines or bloat them, is replaced by one of ours.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's id when it is acceptable, else a new one."""
+    if header and _VALID_REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def bind_request_id(value: str | None):
+    """Sets the current id; returns the token for reset_request_id."""
+    return _request_id.set(value)
+
+
+def reset_request_id(token) -> None:
+    _request_id.reset(token)
 
 # A name, then its value: `name=value`, `name: value`, `"name": "value"`, a tuple's
 # `('name', 'value')` and a percent-encoded `name%3Dvalue` (oauthlib's debug lines print
@@ -39,6 +79,7 @@ def _redacting(make_record):
 
     def factory(*args, **kwargs):
         record = make_record(*args, **kwargs)
+        record.request_id = _request_id.get()
         try:
             scrub.filter(record)
         except Exception:  # a bad format string: the handler reports it, as logging does
@@ -49,12 +90,77 @@ def _redacting(make_record):
     return factory
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+class TextFormatter(logging.Formatter):
+    """Any formatter's line (gunicorn's, Celery's), with the request id after it."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"{line} request_id={request_id}" if request_id else line
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    # The record's extras (a task's task_id and task_name, …) become fields too; the
+    # message is the masked one (the record factory masked it before any handler ran).
+    return JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
+
+
+def formatter_for(log_format: str, inner: logging.Formatter | None = None) -> logging.Formatter:
+    if log_format == "json":
+        return json_formatter()
+    if log_format in ("", "text"):
+        return inner if isinstance(inner, TextFormatter) else TextFormatter(inner)
+    raise ValueError(f"LOG_FORMAT must be text or json, not {log_format!r}")
+
+
+def format_handlers(logger: logging.Logger, log_format: str) -> None:
+    for handler in logger.handlers:
+        handler.setFormatter(formatter_for(log_format, handler.formatter))
+
+
+def configure_logging(level: int = logging.INFO, log_format: str = "text") -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=level, format=TEXT_FORMAT)
+        format_handlers(root, log_format)
     if not getattr(logging.getLogRecordFactory(), "redacting", False):
         logging.setLogRecordFactory(_redacting(logging.getLogRecordFactory()))
+
+
+def connect_celery_logging(log_format: str) -> None:
+    """Workers: Celery's handlers get our format, and the request id travels with each task."""
+    from celery import signals
+
+    def on_setup_logger(logger=None, **_kwargs):
+        if logger is not None:
+            format_handlers(logger, log_format)
+
+    def on_publish(headers=None, **_kwargs):
+        request_id = _request_id.get()
+        if request_id and headers is not None and not headers.get("request_id"):
+            headers["request_id"] = request_id
+
+    def on_prerun(task=None, **_kwargs):
+        request_id = getattr(task.request, "request_id", None) if task is not None else None
+        task.request.shutter_request_id_token = _request_id.set(request_id)
+
+    def on_postrun(task=None, **_kwargs):
+        token = getattr(task.request, "shutter_request_id_token", None) if task is not None else None
+        if token is not None:
+            _request_id.reset(token)
+
+    # weak=False: the receivers are local functions; dispatch_uid: one each, however many apps are made.
+    signals.after_setup_logger.connect(on_setup_logger, weak=False, dispatch_uid="shutter-log-format")
+    signals.after_setup_task_logger.connect(on_setup_logger, weak=False, dispatch_uid="shutter-task-log-format")
+    signals.before_task_publish.connect(on_publish, weak=False, dispatch_uid="shutter-request-id-publish")
+    signals.task_prerun.connect(on_prerun, weak=False, dispatch_uid="shutter-request-id-prerun")
+    signals.task_postrun.connect(on_postrun, weak=False, dispatch_uid="shutter-request-id-postrun")
 
 
 # Beside sentry-sdk's DEFAULT_DENYLIST (password, secret, token, …): the names our secrets
@@ -77,7 +183,10 @@ def init_sentry(dsn: str, **options) -> None:
 
 
 def scrub_sentry_event(event, _hint):
-    """sentry-sdk's before_send: the same masking for what goes to Sentry."""
+    """sentry-sdk's before_send: the same masking for what goes to Sentry, and the request id as a tag."""
+    request_id = _request_id.get()
+    if request_id:
+        event.setdefault("tags", {})["request_id"] = request_id
     request = event.get("request") or {}
     for part in ("query_string", "data", "cookies"):
         if isinstance(request.get(part), str):
@@ -94,4 +203,21 @@ def scrub_sentry_event(event, _hint):
             entry["message"] = redact(entry["message"])
     if isinstance((event.get("logentry") or {}).get("message"), str):
         event["logentry"]["message"] = redact(event["logentry"]["message"])
+    # Frames' variables by value: a repr can hold a secret under a name the denylist does not
+    # know (werkzeug's Request repr is its URL, an access_token in the query included).
+    for part in ("exception", "threads"):
+        for value in (event.get(part) or {}).get("values", []):
+            for frame in (value.get("stacktrace") or {}).get("frames", []):
+                if "vars" in frame:
+                    frame["vars"] = _redact_values(frame["vars"])
     return event
+
+
+def _redact_values(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_values(item) for item in value]
+    return value

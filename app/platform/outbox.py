@@ -9,10 +9,10 @@ so a row published twice does no harm.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from celery import Celery, chain, group
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models import Outbox, utcnow
@@ -100,3 +100,21 @@ def deliver_pending(session: Session, celery: Celery, older_than: timedelta, lim
         .limit(limit)
     ).all()
     return deliver(session, celery, list(rows))
+
+
+def pending(session: Session) -> tuple[int, datetime | None]:
+    """Rows not yet published: how many, and when the oldest was written."""
+    count, oldest = session.execute(
+        select(func.count(Outbox.id), func.min(Outbox.created_at)).where(Outbox.delivered_at.is_(None))
+    ).one()
+    return count, oldest
+
+
+def undelivered_age(session: Session) -> timedelta | None:
+    """How long the oldest undelivered row has waited (None: nothing waits)."""
+    _count, oldest = pending(session)
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:  # SQLite gives naive datetimes back
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    return utcnow() - oldest
