@@ -146,6 +146,8 @@ class Services:
         return Sharing(self.db, self.storage, self.linked, self.serializer.photo_link,
                        retry_backoff_seconds=s.share_retry_backoff_seconds,
                        retry_backoff_max_seconds=s.share_retry_backoff_max_seconds)
+
+    @cached_property
     def apns_http(self) -> httpx.Client:
         """The process's one HTTP/2 client to APNs: its connection carries every push as a stream."""
         s = self.settings
