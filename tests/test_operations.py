@@ -341,7 +341,8 @@ def test_healthz_is_cheap_and_deep_checks_the_backlog(make_app):
     app = make_app(health_max_outbox_age_seconds=60, health_max_queue_depth=2)
     client = app.test_client()
     cheap = client.get("/healthz")
-    assert cheap.status_code == 200 and set(cheap.json["data"]) == {"database", "redis", "broker", "storage", "cache"}
+    assert cheap.status_code == 200 and set(cheap.json["data"]) == {"database", "redis", "broker", "storage", "cache",
+                                                                    "push", "sharing"}
     deep = client.get("/healthz?deep=1")
     assert deep.status_code == 200, deep.json
     assert deep.json["data"]["queues"] == "ok" and deep.json["data"]["outbox"] == "ok"
