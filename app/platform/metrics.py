@@ -47,11 +47,11 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.platform import outbox
 from app.platform.aftercommit import after_commit
-from models import Outbox
+from app.platform.queues import queue_depths
 
 log = logging.getLogger(__name__)
 
@@ -135,32 +135,6 @@ def observe_after_commit(session: Session, histogram, value: float) -> None:
 
 
 # -- gauges read at scrape time -------------------------------------------------------------
-def queue_depths(celery, queues: list[str]) -> dict[str, int]:
-    """Messages waiting in each queue, by a passive declare: RabbitMQ counts them; kombu's
-    Redis transport answers with LLEN (over its priority lists). A queue the broker does not
-    know yet (none declared it, or a Redis list with nothing in it) holds nothing."""
-    depths = {}
-    with celery.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, interval_start=0)  # a scrape does not wait
-        for name in queues:
-            channel = connection.channel()  # a refused declare closes its channel (AMQP)
-            try:
-                depths[name] = channel.queue_declare(queue=name, passive=True).message_count
-            except connection.channel_errors:
-                depths[name] = 0
-            finally:
-                try:
-                    channel.close()
-                except Exception:  # already closed by the broker
-                    pass
-    return depths
-
-
-def outbox_pending(session: Session) -> int:
-    """Outbox rows not delivered yet (the index on delivered_at answers it)."""
-    return session.scalar(select(func.count()).select_from(Outbox).where(Outbox.delivered_at.is_(None)))
-
-
 class ServiceGauges:
     """shutter_queue_depth{queue} and shutter_outbox_pending, read from the broker and the
     database at each scrape. `services`: what has `.celery` and `.db` (the container)."""
@@ -170,11 +144,10 @@ class ServiceGauges:
 
     def collect(self):
         celery = self.services.celery
-        queues = [queue.name for queue in celery.conf.task_queues]
         depth = GaugeMetricFamily(QUEUE_DEPTH, "Messages waiting in a Celery queue (read when scraped)",
                                   labels=["queue"])
         try:
-            for name, count in queue_depths(celery, queues).items():
+            for name, count in queue_depths(celery).items():
                 depth.add_metric([name], count)
         except Exception as error:  # the broker is down: no sample rather than a wrong one
             log.warning("metrics: queue depth not read (%s: %s)", type(error).__name__, error)
@@ -182,7 +155,7 @@ class ServiceGauges:
         pending = GaugeMetricFamily(OUTBOX_PENDING, "Outbox rows not delivered yet (read when scraped)")
         try:
             with self.services.db.session(read_only=True) as session:
-                pending.add_metric([], outbox_pending(session))
+                pending.add_metric([], outbox.pending(session)[0])
         except Exception as error:
             log.warning("metrics: outbox backlog not read (%s: %s)", type(error).__name__, error)
         yield pending

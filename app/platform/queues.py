@@ -25,7 +25,7 @@ def queue_depths(celery: Celery, names: list[str] | None = None) -> dict[str, in
     kombu's OperationalError when the broker cannot be reached."""
     depths = {}
     with celery.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
+        connection.ensure_connection(max_retries=1, interval_start=0)  # a scrape or a probe does not wait
         for name in names or queue_names(celery):
             # A refused passive declare closes the channel on RabbitMQ: one channel per queue.
             channel = connection.channel()
