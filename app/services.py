@@ -32,6 +32,7 @@ from app.push.apns import ApnsProvider, ProviderToken
 from app.push.service import PushService
 from app.realtime.callbacks import AddressGuard, HttpCallbacks
 from app.realtime.subscriptions import SubscriptionService
+from app.reads.warm import WarmReads
 from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
 from app.search.service import SearchService
@@ -40,6 +41,7 @@ from app.sharing.crypto import TokenCipher
 from app.sharing.linking import LinkedAccounts
 from app.sharing.networks import networks_from_settings
 from app.sharing.service import Sharing
+from app.social.graph import SocialGraph
 from app.worker import make_celery
 from models import Database
 
@@ -88,6 +90,14 @@ class Services:
     @cached_property
     def rendered(self) -> RenderedFeed:
         return RenderedFeed(self.redis, self.feeds)
+
+    @cached_property
+    def graph(self) -> SocialGraph:
+        return SocialGraph(self.redis, self.feeds.clocks)
+
+    @cached_property
+    def reads(self) -> WarmReads:
+        return WarmReads(self.rendered, self.graph, self.feeds)
 
     @cached_property
     def search_backend(self) -> SearchBackend:

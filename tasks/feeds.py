@@ -95,3 +95,13 @@ def forget_photos(photo_ids: list[int]) -> None:
 @shared_task(base=FeedTask, name="tasks.feeds.forget_users")
 def forget_users(user_ids: list[int]) -> None:
     services.rendered.forget_users(user_ids)
+
+
+@shared_task(base=FeedTask, name="tasks.feeds.relations_changed")
+def relations_changed(user_ids: list[int]) -> None:
+    services.graph.relations_changed(user_ids)
+
+
+@shared_task(base=FeedTask, name="tasks.feeds.privacy_changed")
+def privacy_changed(user_id: int) -> None:
+    services.graph.privacy_changed(user_id)

@@ -1,10 +1,10 @@
 """The home feed: v1's GET /users/self/feed."""
 from __future__ import annotations
 
-import orjson
-from flask import current_app, g
+from flask import g
 
-from app.api.common import Blueprint, PageArgs, authenticate, authorize, db, next_page, ok, parse_id, request_token
+from app.api.common import (Blueprint, PageArgs, authenticate, db, next_page, ok, ok_rendered, parse_id,
+                            request_token, warm_viewer)
 from app.api.docs import success, token_auth
 from app.feeds.rendered import RenderedPage
 from app.services import services
@@ -25,11 +25,9 @@ def feed(args):
     base = services.serializer.url_base()
     rendered = services.rendered.read(services.tokens.key(raw_token), count, max_id, min_id, base)
     if isinstance(rendered, RenderedPage):
-        authorize(services.tokens.from_cached(rendered.token))  # nothing is sent before this passes
-        pagination = next_page("next_max_id", rendered.next_max_id, url_param="max_id")
-        body = (f'{{"meta":{{"code":200}},"data":[{rendered.data}],'
-                f'"pagination":{orjson.dumps(pagination).decode()}}}')
-        return current_app.response_class(body, mimetype="application/json")
+        warm_viewer(rendered)
+        return ok_rendered(f"[{rendered.data}]",
+                           pagination=next_page("next_max_id", rendered.next_max_id, url_param="max_id"))
 
     # Cold: assemble the page from FeedManager and the cache, then warm what it used.
     authenticate()

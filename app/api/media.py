@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import request
+from flask import g, request
 from flask_smorest.fields import Upload
 
-from app.api.common import Blueprint, Schema, current_user, db, ok, parse_id, require_token
-from app.api.docs import errors, multipart, success
+from app.api.common import (Blueprint, Schema, authenticate, current_user, db, ok, ok_rendered, parse_id,
+                            request_token, require_token, warm_viewer)
+from app.api.docs import errors, multipart, success, token_auth
+from app.feeds.rendered import Rendered
 from app.errors import APIError, InvalidParameters, NotFound
 from app.media import pipeline
 from app.services import services
@@ -88,24 +90,36 @@ def upload(args):
 @blp.route("/media/<media_id>", methods=["GET"])
 @success(blp, 200, "The media object")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the media)
 def get_media(media_id):
     """A media object by id ("<photo id>_<owner id>" or the photo id)."""
-    photo = services.media.visible_photo(db(), current_user().id, parse_id(media_id, "media id"))
-    return ok(services.media.objects(db(), [photo], current_user().id)[0])
+    raw_token = request_token()  # a missing token is the first thing said
+    return _media(raw_token, parse_id(media_id, "media id"))
 
 
 @blp.route("/media/shortcode/<code>", methods=["GET"])
 @success(blp, 200, "The media object")
 @errors(404)
-@require_token()
+@token_auth()
 def get_media_by_shortcode(code):
     """A media object by its shortcode (the code in its link)."""
+    raw_token = request_token()
     photo_id = id_from_shortcode(code)
     if photo_id is None:
+        authenticate()
         raise NotFound("invalid shortcode")
-    photo = services.media.visible_photo(db(), current_user().id, photo_id)
-    return ok(services.media.objects(db(), [photo], current_user().id)[0])
+    return _media(raw_token, photo_id)
+
+
+def _media(raw_token: str, photo_id: int):
+    base = services.serializer.url_base()
+    warm = services.reads.media(services.tokens.key(raw_token), photo_id, base)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(warm.data)
+    authenticate()
+    photo = services.media.visible_photo(db(), g.token.user_id, photo_id)
+    return ok(services.reads.media_object(db(), g.token.user_id, warm, photo, base))
 
 
 @blp.route("/media/<media_id>", methods=["DELETE"])

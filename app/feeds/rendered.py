@@ -99,10 +99,11 @@ from models import Like
 log = logging.getLogger(__name__)
 
 FEED_READS = Counter("shutter_feed_reads_total", "Home feed reads, by how they were answered", ["path"])
+WARM_READS = Counter("shutter_warm_reads_total", "Reads other than the feed that try the warm path "
+                     "(app.reads), by read and how they were answered", ["read", "path"])
 FRAGMENTS = Counter("shutter_feed_fragments_total", "Rendered fragments used by warm feed reads, by where "
                     "they came from: the worker's own memory or Redis", ["source"])
-_READ_RENDERED, _FRAGMENTS_LOCAL, _FRAGMENTS_FETCHED = (
-    FEED_READS.labels("rendered"), FRAGMENTS.labels("local"), FRAGMENTS.labels("redis"))
+_FRAGMENTS_LOCAL, _FRAGMENTS_FETCHED = FRAGMENTS.labels("local"), FRAGMENTS.labels("redis")
 
 HELD_TTL = 60  # how long a tombstone lasts: far longer than any reader's miss-then-fill
 GONE = "-"  # the photo no longer exists (its feed entries go soon)
@@ -136,15 +137,63 @@ def _cursor(value: int | None) -> str:
 
 
 # The key prefixes are app.platform.keys' (${NAME}): one definition for both languages.
-READ_PAGE = NOW_LUA + Template("""
+# What every warm read's script shares (the feed's here, the others' in app.reads):
+# the miss reply, the token, index entries read by position, and the reply of
+# rendered media (`media_reply`), which the Python side reads with `RenderedFeed.answer`.
+WARM_LUA = NOW_LUA + Template("""
 local BUILT, GONE = '0', '-'
-local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
-local max_id, min_id = ARGV[3], ARGV[4]
 local function miss(why) return 'miss\\n' .. why .. '\\n' .. now() end
 local function held(value) return string.byte(value) == 126 end  -- '~'
 
-local token = redis.call('GET', KEYS[1])
-local uid = token and string.match(token, '"u":%s*(%d+)')
+-- The cached token lookup under KEYS[1] and its user id (nil, nil when not cached).
+local function viewer()
+  local token = redis.call('GET', KEYS[1])
+  return token, token and string.match(token, '"u":%s*(%d+)')
+end
+
+-- A mi: entry's owner and fragment hash; nil when it is not this version's
+-- format. Fixed widths, read by position: a pattern match cost a fifth of the feed's script.
+local function entry_fields(value)
+  if string.byte(value, 20) ~= 4 or string.byte(value, 41) ~= 4 or (#value - 40) % 20 ~= 0 then return nil end
+  return string.sub(value, 1, 19), string.sub(value, 21, 40)
+end
+
+-- The ids of the users an entry's object shows, added once each to `users`.
+local function add_users(value, users, wanted)
+  for at = 42, #value, 20 do
+    local ref = string.sub(value, at, at + 18)
+    if not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
+  end
+end
+
+-- The reply, one string of lines (no line of it can hold a newline: JSON
+-- text, ids, hashes): `next`, the hashes of the media shown and of the
+-- summaries of the users they show (the app has or fetches the fragments, and
+-- fills them in), and the viewer's likes among them. `liked`: the viewer's
+-- liked:{user} key, built.
+local function media_reply(token, next, liked, shown, hashes, users)
+  local likes = ''
+  if #shown > 0 then likes = table.concat(redis.call('SMISMEMBER', liked, unpack(shown))) end
+  local reply = {'ok', token, next, likes, #users}
+  if #users > 0 then
+    local ukeys = {}
+    for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
+    local values = redis.call('MGET', unpack(ukeys))
+    for i = 1, #users do
+      if not values[i] or held(values[i]) then return miss('users') end
+      reply[#reply + 1] = values[i]
+    end
+  end
+  for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
+  return table.concat(reply, '\\n')
+end
+""").substitute(vars(keys))
+
+READ_PAGE = WARM_LUA + Template("""
+local count, want = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_id, min_id = ARGV[3], ARGV[4]
+
+local token, uid = viewer()
 if not uid then return miss('token') end
 local celebrities = redis.call('GET', '${CELEBRITIES}' .. uid)
 if not celebrities then return miss('celebrities') end
@@ -201,55 +250,29 @@ while #shown < count and looked < n do
     batch[#batch + 1] = candidates[i]; mkeys[#mkeys + 1] = '${RENDERED_MEDIA}' .. candidates[i]
   end
   looked = looked + #batch
-  local values, found, owners, entries = redis.call('MGET', unpack(mkeys)), {}, {}, {}
+  local values, found, owners, entries, digests = redis.call('MGET', unpack(mkeys)), {}, {}, {}, {}
   for i = 1, #batch do
     local value = values[i]
     if not value or held(value) then return miss('media') end
     if value ~= GONE then
-      -- Fixed widths, read by position: a pattern match here cost a fifth of the script.
-      if string.byte(value, 20) ~= 4 or string.byte(value, 41) ~= 4 or (#value - 40) % 20 ~= 0 then
-        return miss('media')  -- not this version's format: assemble
-      end
-      found[#found + 1] = i; owners[#owners + 1] = string.sub(value, 1, 19); entries[#entries + 1] = value
+      local owner, digest = entry_fields(value)
+      if not owner then return miss('media') end  -- not this version's format: assemble
+      found[#found + 1] = i; owners[#owners + 1] = owner; entries[#entries + 1] = value; digests[#digests + 1] = digest
     end
   end
   if #owners > 0 then
     local followed = redis.call('SMISMEMBER', following, unpack(owners))
     for j, i in ipairs(found) do
       if owners[j] == uid or followed[j] == 1 then
-        local value = entries[j]
-        shown[#shown + 1] = batch[i]; hashes[#hashes + 1] = string.sub(value, 21, 40)
-        for at = 42, #value, 20 do
-          local ref = string.sub(value, at, at + 18)
-          if not wanted[ref] then wanted[ref] = true; users[#users + 1] = ref end
-        end
+        shown[#shown + 1] = batch[i]; hashes[#hashes + 1] = digests[j]
+        add_users(entries[j], users, wanted)
       end
     end
   end
 end
 local next_max_id = ''
 if n > 0 and (more or looked < n) then next_max_id = candidates[looked] end
-
--- The reply, one string of lines (no line of it can hold a newline: JSON
--- text, ids, hashes): the hashes of the page's media and of the summaries of
--- the users they show (the app has or fetches the fragments, and fills them
--- in), and the viewer's likes among them.
-local likes = ''
-if #shown > 0 then
-  likes = table.concat(redis.call('SMISMEMBER', liked, unpack(shown)))
-end
-local reply = {'ok', token, next_max_id, likes, #users}
-if #users > 0 then
-  local ukeys = {}
-  for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
-  local values = redis.call('MGET', unpack(ukeys))
-  for i = 1, #users do
-    if not values[i] or held(values[i]) then return miss('users') end
-    reply[#reply + 1] = values[i]
-  end
-end
-for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
-return table.concat(reply, '\\n')
+return media_reply(token, next_max_id, liked, shown, hashes, users)
 """).substitute(vars(keys))
 
 # KEYS: where to store; ARGV: since (µs), then a value and a TTL per key.
@@ -281,6 +304,13 @@ stamp(KEYS[2])
 class Miss:
     why: str
     since: int  # the Redis time (µs) of the miss: what `warm` may store must be read after it
+
+
+@dataclass(frozen=True)
+class Rendered:
+    token: str  # the cached token lookup the read was made with (auth.TokenService.from_cached)
+    data: str  # the media objects, comma-separated
+    next: str  # the script's cursor field ('' for none)
 
 
 @dataclass(frozen=True)
@@ -346,32 +376,42 @@ class RenderedFeed:
         # (base URL, hash) -> the fragment cut for that base; oldest out first.
         self._fragments: dict[tuple[str, str], list[str]] = {}
         self._fragments_lock = threading.Lock()
-        self._own = threading.local()  # this thread's connection for the read (_evalsha_read_page)
+        self._own = threading.local()  # this thread's connection for the warm reads (run)
 
     def read(self, token_key: str, count: int, max_id: int | None, min_id: int | None,
              base: str) -> RenderedPage | Miss:
         """The page, its URLs under `base`, in one round trip (two if this
         process lacks some of its fragments), or a Miss when something is cold."""
-        reply = self._evalsha_read_page([token_key], [count, count + SLACK, _cursor(max_id), _cursor(min_id)])
+        reply = self.run(self._read_page, [token_key], [count, count + SLACK, _cursor(max_id), _cursor(min_id)])
+        answer = self.answer(reply, base)
+        if isinstance(answer, Miss):
+            return answer
+        return RenderedPage(answer.token, answer.data, int(answer.next) if answer.next else None)
+
+    def answer(self, reply: str, base: str, read: str = "feed") -> Rendered | Miss:
+        """A warm read script's reply (WARM_LUA's media_reply, or a miss) as the
+        media objects it names, filled in; counted by how `read` was answered."""
+        def reads(path: str):
+            return FEED_READS.labels(path) if read == "feed" else WARM_READS.labels(read, path)
+
         fields = reply.split("\n")
         if fields[0] != "ok":
             _, why, since = fields
-            FEED_READS.labels(f"miss:{why}").inc()
+            reads(f"miss:{why}").inc()
             return Miss(why, int(since))
-        _, token, next_max_id, likes, user_count, *rest = fields
+        _, token, next_cursor, likes, user_count, *rest = fields
         user_count = int(user_count)
         user_ids, hashes = rest[:user_count], rest[user_count:]
         fragments = self._fragments_for(hashes, base)
         if fragments is None:
-            FEED_READS.labels("miss:fragments").inc()
+            reads("miss:fragments").inc()
             return Miss("fragments", self.feeds.clocks.now())
-        _READ_RENDERED.inc()
+        reads("rendered").inc()
         users = {user_id: fragments[i][0] for i, user_id in enumerate(user_ids)}
-        data = _fill_in(fragments[user_count:], likes, users)
-        return RenderedPage(token, data, int(next_max_id) if next_max_id else None)
+        return Rendered(token, _fill_in(fragments[user_count:], likes, users), next_cursor)
 
-    def _evalsha_read_page(self, keys: list[str], args: list) -> str:
-        """READ_PAGE on a connection this thread keeps to itself. Checking one
+    def run(self, script, keys: list[str], args: list) -> str:
+        """A registered read script, on a connection this thread keeps to itself. Checking one
         out of redis-py's pool (a poll() that the socket holds no stale reply,
         then bookkeeping) costs about as much CPU as the rest of the call;
         a connection only this thread uses cannot hold a stale reply (redis-py
@@ -384,10 +424,10 @@ class RenderedFeed:
             kwargs = {**pool.connection_kwargs, "client_name": READ_CONNECTION_NAME}  # as CLIENT LIST shows it
             local.connection, local.pid = pool.connection_class(**kwargs), os.getpid()
         try:
-            local.connection.send_command("EVALSHA", self._read_page.sha, len(keys), *keys, *args)
+            local.connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
             return local.connection.read_response()
         except (NoScriptError, RedisConnectionError, RedisTimeoutError):
-            return self._read_page(keys=keys, args=args)
+            return script(keys=keys, args=args)
 
     def _fragments_for(self, hashes: list[str], base: str) -> list[list[str]] | None:
         """The fragments, cut for `base`: from this process, else from Redis.
@@ -417,19 +457,20 @@ class RenderedFeed:
                 known[key] = parts
 
     def warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
-             users: dict[int, UserSummary], base: str) -> None:
+             users: dict[int, UserSummary], base: str, more: dict[str, tuple[str, int]] | None = None) -> None:
         """Store what a page assembled after `miss` used, so that the next read of
         it is one round trip; this process keeps the fragments, cut for `base`.
+        `more`: other reads' entries (key: (value, TTL)), stored by the same rule.
         A Redis failure is logged, not raised: the page stands, and the next
         read assembles it again."""
         try:
-            self._warm(session, viewer_id, miss, page, users, base)
+            self._warm(session, viewer_id, miss, page, users, base, more or {})
         except RedisError:
             log.warning("feed of user %s: rendered media not stored", viewer_id, exc_info=True)
 
     def _warm(self, session: Session, viewer_id: int, miss: Miss, page: FeedPage,
-              users: dict[int, UserSummary], base: str) -> None:
-        index: dict[str, tuple[str, int]] = {}
+              users: dict[int, UserSummary], base: str, more: dict[str, tuple[str, int]]) -> None:
+        index: dict[str, tuple[str, int]] = dict(more)
         fragments: dict[str, tuple[str, int]] = {}
         for photo_id in page.photo_ids:
             text, shown = render_media(self.feeds.media, page.entries[photo_id])

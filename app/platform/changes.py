@@ -23,6 +23,9 @@ LIKED_TASK = "tasks.feeds.liked_changed"
 INDEX_TAGS_TASK = "tasks.search.index_tags"
 INDEX_USERS_TASK = "tasks.search.index_users"
 REINDEX_OWNER_TASK = "tasks.search.reindex_owner"
+# The social graph's warm copy (app.social.graph): a missed drop would be a leak, so these are outbox rows.
+RELATIONS_TASK = "tasks.feeds.relations_changed"
+PRIVACY_TASK = "tasks.feeds.privacy_changed"
 
 
 def photo_changed(session: Session, photo_id: int) -> None:
@@ -78,7 +81,19 @@ def tags_counted(session: Session, tag_ids) -> None:
 
 
 def owner_visibility_changed(session: Session, user_id: int) -> None:
-    """An account turned private or public: its photos' search documents say so again,
-    on the search queue (results are filtered by the database at once either way)."""
+    """An account turned private or public: warm reads ask the database again, and its
+    photos' search documents say so again, on the search queue (results are filtered
+    by the database at once either way)."""
     unit = after_commit(session)
+    unit.must_happen(session, outbox.task(PRIVACY_TASK, user_id=user_id),
+                     now=lambda: unit.services.graph.privacy_changed(user_id))
     unit.must_happen(session, outbox.task(REINDEX_OWNER_TASK, user_id=user_id))
+
+
+def relations_changed(session: Session, user_ids) -> None:
+    """A follow request, a block or an unblock between these users: warm reads of
+    either (app.social.graph) ask the database again."""
+    user_ids = sorted(set(user_ids))
+    unit = after_commit(session)
+    unit.must_happen(session, outbox.task(RELATIONS_TASK, user_ids=user_ids),
+                     now=lambda: unit.services.graph.relations_changed(user_ids))

@@ -26,12 +26,14 @@ local function stamp(key) redis.call('SET', key, now(), 'EX', {CLOCK_TTL}) end
 """
 
 # KEYS: the clock, the key to store. ARGV: since (µs, taken before the query),
-# 'string' or 'set', the TTL, the value or members.
+# 'string', 'set' or 'hash', the TTL, the value, members or fields and values.
 STORE_IF_UNCHANGED = """
 local changed = redis.call('GET', KEYS[1])
 if changed and tonumber(changed) >= tonumber(ARGV[1]) then return 0 end
 if ARGV[2] == 'string' then
   redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
+elseif ARGV[2] == 'hash' then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 else
   redis.call('SADD', KEYS[2], unpack(ARGV, 4))
   redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -58,3 +60,8 @@ class Clocks:
         """SADD the members (merging with what writers added meanwhile), unless
         `clock_key` was stamped at or after `since`."""
         return bool(self._store(keys=[clock_key, key], args=[since, "set", ttl, *members]))
+
+    def store_hash(self, clock_key: str, key: str, since: int, fields: dict[str, str], ttl: int) -> bool:
+        """HSET the fields, unless `clock_key` was stamped at or after `since`."""
+        flat = [part for item in fields.items() for part in item]
+        return bool(self._store(keys=[clock_key, key], args=[since, "hash", ttl, *flat]))

@@ -21,6 +21,9 @@ RENDERED_MEDIA = "mi:"  # a ready photo's index entry: owner, fragment hash, use
 RENDERED_USER = "ui:"  # the hash of a user's rendered summary
 FRAGMENT = "rb:"  # a rendered fragment, by the hash of its text
 LIKED = "liked:"  # set: the photos a user liked
+# -- the social graph's warm copy (app.social.graph) ---------------------------------
+RELATIONS = "rel:"  # hash: a user's follow requests and blocks either way, by the other user's id
+PRIVATE = "private:"  # string: "1" when the account is private, "0" when public
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -97,6 +100,22 @@ def liked_key(user_id: int) -> str:
 
 def liked_clock_key(user_id: int) -> str:
     return f"{LIKED}{user_id}{CLOCK_SUFFIX}"
+
+
+def relations_key(user_id: int) -> str:
+    return f"{RELATIONS}{user_id}"
+
+
+def relations_clock_key(user_id: int) -> str:
+    return f"{RELATIONS}{user_id}{CLOCK_SUFFIX}"
+
+
+def private_key(user_id: int) -> str:
+    return f"{PRIVATE}{user_id}"
+
+
+def private_clock_key(user_id: int) -> str:
+    return f"{PRIVATE}{user_id}{CLOCK_SUFFIX}"
 
 
 def activity_key(user_id: int) -> str:

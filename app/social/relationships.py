@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidParameters, NotAllowed
 from app.platform import metrics
 from app.platform.aftercommit import after_commit
+from app.platform.changes import relations_changed
 from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
 
@@ -112,6 +113,14 @@ def apply(session: Session, viewer: User, target: User, action: str) -> Change:
     """One of v1's six relationship actions, by `viewer` towards `target`."""
     if target.id == viewer.id:
         raise InvalidParameters("You cannot change a relationship with yourself.")
+    change = _apply(session, viewer, target, action)
+    if change.follow_started is None or change.follow_started != (viewer.id, target.id):
+        # Anything but a plain follow of a public account touches a request or a block.
+        relations_changed(session, [viewer.id, target.id])
+    return change
+
+
+def _apply(session: Session, viewer: User, target: User, action: str) -> Change:
     if action == "follow":
         return follow(session, viewer, target)
     if action == "unfollow":
@@ -148,4 +157,7 @@ def approve_all_requests(session: Session, user: User) -> list[tuple[int, int]]:
     followers = session.scalars(
         select(Follow.follower_id).where(Follow.followee_id == user.id, Follow.status == "pending")
     ).all()
-    return [(f, user.id) for f in followers if _activate(session, f, user.id)]
+    approved = [(f, user.id) for f in followers if _activate(session, f, user.id)]
+    if approved:
+        relations_changed(session, [user.id, *followers])
+    return approved
