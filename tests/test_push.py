@@ -398,6 +398,17 @@ def test_healthz_says_push_is_on_once_apns_is_configured(pshutter):
     assert response.json["data"]["push"] == "on"
 
 
+@pytest.mark.parametrize("key", ["missing", "not a key"])
+def test_healthz_says_push_is_down_when_its_key_file_is_bad(make_app, tmp_path, key):
+    path = tmp_path / "AuthKey.p8"
+    if key != "missing":
+        path.write_text(key)
+    app = make_app(apns_key_file=str(path), apns_key_id=KEY_ID, apns_team_id=TEAM_ID, apns_topic="com.example.shutter")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503, response.json
+    assert response.json["data"]["push"].startswith("down: ")
+
+
 def test_without_apns_settings_push_is_off(app, shutter):
     services = app.extensions["shutter"]
     assert services.push.enabled is False

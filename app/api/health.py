@@ -36,6 +36,13 @@ def _on(enabled: bool) -> str:
     return "on" if enabled else "off"
 
 
+def _push() -> str:
+    try:
+        return _on(services.push.enabled)
+    except (OSError, ValueError) as error:  # APNS_KEY_FILE missing, unreadable or not a key: said, not raised
+        return f"down: {type(error).__name__}"
+
+
 def _database():
     with services.db.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
@@ -59,7 +66,7 @@ def component_states() -> dict[str, str]:
         "storage": _check(services.storage.check),
         "cache": _check(services.cache.check),
         # What its settings switch on: "off" is healthy (APNS_*, TWITTER_*, FACEBOOK_* unset).
-        "push": _on(services.push.enabled),
+        "push": _push(),
         "sharing": {network: _on(services.sharing.enabled(network)) for network in ("twitter", "facebook")},
     }
 

@@ -24,6 +24,8 @@ from typing import Callable
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 REFRESH_AFTER = 50 * 60  # Apple: a new token at least once an hour
 MIN_AGE = 20 * 60  # Apple: and no more often than once every 20 minutes
@@ -47,7 +49,12 @@ class ProviderToken:
     def __init__(self, key_id: str, team_id: str, private_key: str, clock: Callable[[], float] = time.time) -> None:
         self.key_id = key_id
         self.team_id = team_id
-        self._private_key = private_key
+        # Loaded now, so that a file that is not Apple's .p8 key fails at start-up (and /healthz
+        # says "down"), not at the first push.
+        key = load_pem_private_key(private_key.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("APNS_KEY_FILE must hold an EC (P-256) private key, as Apple's .p8 files do")
+        self._private_key = key
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
