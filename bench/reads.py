@@ -29,7 +29,8 @@ Stacks:
               cache in-process: the default `make run` stack
 
 Target (issue 16): >= 0.8x the feed's req/s and p99 <= 25 ms, for every read
-but the two searches (users, tags) and media/search, which are exempt.
+but the searches (users, tags, and media by place), which are exempt: their
+verdict is printed for information.
 """
 from __future__ import annotations
 
@@ -257,9 +258,9 @@ def verdict(read: Read, result: dict, feed: dict) -> str:
         return f"NOT met ({result['errors']} errors)"
     if read.name in ("feed", "bare"):
         return "(reference)"
-    if read.exempt:
-        return "(exempt)"
     met = result["rps"] >= TARGET_VS_FEED * feed["rps"] and result["p99"] <= TARGET_P99_MS
+    if read.exempt:
+        return f"(exempt; would be {'met' if met else 'not met'})"
     return "met" if met else "NOT met"
 
 
