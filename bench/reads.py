@@ -9,8 +9,9 @@ media and feed workers run them), starts gunicorn (--workers, default 2;
 the sync workers of gunicorn.conf.py) on bench/feeds_wsgi.py, checks that
 every read answers 200 with the expected number of items (a bench must not
 measure an error page), warms each one (a 1 s wrk pass), then measures each
-with `wrk -t2 -c16 -d<duration>s --latency`. The feed and the bare route are
-measured first and again last; their mean is what the others are compared with.
+with `wrk -t2 -c16 -d<duration>s --latency`. The feed is measured first,
+half way and last, the bare route first and last; their means are what the
+others are compared with.
 
 The world: a private viewer following a public friend (20 uploads, tagged
 #bench at one place) and a private account that approved them (5 uploads):
@@ -282,6 +283,7 @@ def run(args) -> None:
     server = None
     try:
         started = time.monotonic()
+        load_before = os.getloadavg()[0]
         migrate(env)
         token, names = seed()
         print(f"seeded in {time.monotonic() - started:.0f}s ({args.stack}: "
@@ -301,9 +303,11 @@ def run(args) -> None:
         results: dict[str, list[dict]] = {"feed": [], "bare": []}
         for name in ("feed", "bare"):
             results[name].append(wrk(binary, urls[name], args.duration))
-        for read in chosen:
-            if read.name not in ("feed", "bare"):
-                results[read.name] = [wrk(binary, urls[read.name], args.duration)]
+        others = [r for r in chosen if r.name not in ("feed", "bare")]
+        for i, read in enumerate(others):
+            if i == len(others) // 2:  # the feed once more half way: the machine's load drifts
+                results["feed"].append(wrk(binary, urls["feed"], args.duration))
+            results[read.name] = [wrk(binary, urls[read.name], args.duration)]
         for name in ("feed", "bare"):  # again at the end: the references bracket the run
             results[name].append(wrk(binary, urls[name], args.duration))
         for read in chosen:  # still the same answers after the load
@@ -317,7 +321,9 @@ def run(args) -> None:
     summary = {name: mean(runs) for name, runs in results.items()}
     feed, bare = summary["feed"], summary["bare"]
     print(f"\n== every read, warm, {args.stack} stack: gunicorn {args.workers} workers, wrk -t2 -c16 "
-          f"-d{args.duration}s (feed and bare: mean of the first and last run) ==")
+          f"-d{args.duration}s (feed and bare: mean of their runs, first, [middle,] last) ==")
+    print(f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores: "
+          "other work on the machine lowers every figure; compare the ratios")
     print(f"{'read':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x feed':>8}{'x bare':>8}   "
           f"target (>= {TARGET_VS_FEED}x feed, p99 <= {TARGET_P99_MS:g} ms)")
     met = missed = 0
