@@ -251,7 +251,8 @@ def wrk(binary: str, url: str, seconds: int) -> dict:
 
 def mean(runs: list[dict]) -> dict:
     return {key: sum(r[key] for r in runs) / len(runs) for key in ("rps", "p50", "p99")} | {
-        "errors": sum(r["errors"] for r in runs), "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"])}
+        "errors": sum(r["errors"] for r in runs),
+        "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"])}
 
 
 def verdict(read: Read, result: dict, feed: dict) -> str:
