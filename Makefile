@@ -7,8 +7,9 @@ CELERY_WORKER_ARGS ?= -Q media,feed,search,default --concurrency 2 -l info
 CELERY_IO_WORKER_ARGS ?= -Q io -P gevent --concurrency 200 -l info
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
+BENCH_READS_ARGS ?=
 
-.PHONY: help venv run run-production-layout test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-search bench-realtime bench-push clean
+.PHONY: help venv run run-production-layout test lint-imports migrate worker worker-io flower bench-pipeline bench-feeds bench-reads bench-search bench-realtime bench-push clean
 
 help:
 	@echo "make venv            create .venv and install requirements-test.txt"
@@ -21,6 +22,7 @@ help:
 	@echo "make flower          Flower on 127.0.0.1:$(FLOWER_PORT)"
 	@echo "make bench-pipeline  bench/pipeline.py"
 	@echo "make bench-feeds     bench/feeds.py"
+	@echo "make bench-reads     bench/reads.py: every read endpoint beside the feed (BENCH_READS_ARGS=\"--stack embedded\")"
 	@echo "make bench-search    bench/search.py"
 	@echo "make bench-realtime  bench/realtime.py"
 	@echo "make bench-push      bench/push.py"
@@ -87,6 +89,9 @@ bench-pipeline: venv
 
 bench-feeds: venv
 	$(PY) bench/feeds.py
+
+bench-reads: venv
+	$(PY) bench/reads.py $(BENCH_READS_ARGS)
 
 bench-search: venv
 	$(PY) bench/search.py
