@@ -3,21 +3,28 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from flask import g
+
 from app.api.common import (
     Blueprint,
     PageArgs,
     Schema,
+    authenticate,
     current_user,
     db,
     next_page,
     ok,
+    ok_rendered,
     parse_id,
+    request_token,
     require_token,
     user_or_404,
+    warm_viewer,
 )
-from app.api.docs import errors, success
+from app.api.docs import errors, success, token_auth
 from app.engagement import popular, tags
 from app.errors import InvalidParameters, NotAllowed, NotFound
+from app.feeds.rendered import Rendered
 from app.media.reader import recent_ids
 from app.media.serializers import location_json, tag_json
 from app.platform import text
@@ -63,19 +70,61 @@ def _recent_page(args, *conditions):
               pagination=next_page("next_max_id", cursor, url_param="max_id"))
 
 
+def _recent_bounds(args) -> tuple[int | None, int | None]:
+    """_recent_page's cursors and timestamps as one exclusive id range (upper, lower)."""
+    upper, lower = parse_id(args["max_id"], "max_id"), parse_id(args["min_id"], "min_id")
+    if args["max_timestamp"] is not None:
+        bound = min_id_for_millis((args["max_timestamp"] + 1) * 1000)
+        upper = bound if upper is None else min(upper, bound)
+    if args["min_timestamp"] is not None:
+        bound = min_id_for_millis(args["min_timestamp"] * 1000) - 1
+        lower = bound if lower is None else max(lower, bound)
+    return upper, lower
+
+
+def _warm_id(raw: str, what: str) -> int | None:
+    """An id for the warm try, None when malformed (the long way refuses it, after the token)."""
+    try:
+        return parse_id(raw, what)
+    except InvalidParameters:
+        return None
+
+
+def _warm_page(warm: Rendered, cursor_name: str, url_param: str):
+    """A warm list's answer, once its token passed (app/reads/lists.py)."""
+    warm_viewer(warm)
+    return ok_rendered(f"[{warm.data}]", pagination=next_page(cursor_name, warm.next or None, url_param=url_param))
+
+
 @blp.route("/users/<user_id>/media/recent", methods=["GET"])
 @success(blp, 200, "A page of media, newest first, with pagination")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the list)
 @blp.arguments(RecentArgs(), location="query")
 def user_media(args, user_id):
     """A user's published media, newest first."""
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    owner_id = "self" if user_id == "self" else _warm_id(user_id, "user id")
+    warm = None
+    try:
+        upper, lower = _recent_bounds(args)
+    except InvalidParameters:
+        owner_id = None
+    if owner_id is not None:
+        warm = services.lists.user_media(services.tokens.key(raw_token), owner_id, args["count"], upper, lower, base)
+        if isinstance(warm, Rendered):
+            return _warm_page(warm, "next_max_id", "max_id")
+    authenticate()
     owner = user_or_404(user_id)
     if visibility.is_blocked(db(), owner.id, current_user().id):
         raise NotFound("this user does not exist")
     if not visibility.can_view_media(db(), current_user().id, owner):
         raise NotAllowed("you cannot view this user's media")
-    return _recent_page(args, Photo.user_id == owner.id)
+    page = _recent_page(args, Photo.user_id == owner.id)
+    if warm is not None:
+        services.lists.warm_user_media(db(), g.token.user_id, warm, owner.id, args["count"], upper, lower, base)
+    return page
 
 
 def _tag_name(name: str) -> str:
