@@ -146,17 +146,30 @@ def get_tag(name):
 
 @blp.route("/tags/<name>/media/recent", methods=["GET"])
 @success(blp, 200, "A page of media, newest first, with pagination")
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the list)
 @blp.arguments(TagPageArgs(), location="query")
 def tag_media(args, name):
     """Media tagged with this tag, newest first (count, max_tag_id, min_tag_id)."""
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    normal = text.normal_tag_name(name)
+    max_id, min_id = _warm_id(args["max_tag_id"], "max_tag_id"), _warm_id(args["min_tag_id"], "min_tag_id")
+    warm = None
+    if normal is not None and (max_id is not None or not args["max_tag_id"]) \
+            and (min_id is not None or not args["min_tag_id"]):
+        warm = services.lists.tag_media(services.tokens.key(raw_token), normal, args["count"], max_id, min_id, base)
+        if isinstance(warm, Rendered):
+            return _warm_page(warm, "next_max_tag_id", "max_tag_id")
+    authenticate()
     tag = tags.get(db(), _tag_name(name))
     max_id, min_id = parse_id(args["max_tag_id"], "max_tag_id"), parse_id(args["min_tag_id"], "min_tag_id")
-    viewer = current_user()
-    ids, cursor = recent_ids(db(), viewer.id, count=args["count"], max_id=max_id, min_id=min_id,
+    viewer_id = current_user().id
+    ids, cursor = recent_ids(db(), viewer_id, count=args["count"], max_id=max_id, min_id=min_id,
                              tag_id=tag.id) if tag else ([], None)
-    return ok(services.media.by_ids(db(), ids, viewer.id),
-              pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
+    media = services.media.by_ids(db(), ids, viewer_id)
+    if warm is not None:
+        services.lists.warm_tag_media(db(), viewer_id, warm, normal, args["count"], max_id, min_id, base)
+    return ok(media, pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
 
 
 @blp.route("/tags/search", methods=["GET"])
@@ -190,21 +203,48 @@ def get_location(location_id):
 @blp.route("/locations/<location_id>/media/recent", methods=["GET"])
 @success(blp, 200, "A page of media, newest first, with pagination")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the list)
 @blp.arguments(RecentArgs(), location="query")
 def location_media(args, location_id):
     """Media at this location, newest first."""
-    return _recent_page(args, Photo.location_id == _location(location_id).id)
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    place = _warm_id(location_id, "location id")
+    warm = None
+    try:
+        upper, lower = _recent_bounds(args)
+    except InvalidParameters:
+        place = None
+    if place is not None:
+        warm = services.lists.location_media(services.tokens.key(raw_token), place, args["count"], upper, lower, base)
+        if isinstance(warm, Rendered):
+            return _warm_page(warm, "next_max_id", "max_id")
+    authenticate()
+    location = _location(location_id)
+    page = _recent_page(args, Photo.location_id == location.id)
+    if warm is not None:
+        services.lists.warm_location_media(db(), g.token.user_id, warm, location.id, args["count"], upper, lower,
+                                           base)
+    return page
 
 
 @blp.route("/media/popular", methods=["GET"])
 @success(blp, 200, "Popular media")
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the list)
 @blp.arguments(CountArgs(), location="query")
 def popular_media(args):
     """Popular recent media (ranked every minute by likes and comments, with time decay)."""
-    viewer = current_user()
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    warm = services.lists.popular(services.tokens.key(raw_token), args["count"], base)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(f"[{warm.data}]")
+    authenticate()
+    viewer_id = current_user().id
     # Ranked for everyone; the viewer's own blocks are applied here.
     ids = popular.ranked_ids(services.redis, args["count"])
-    visible = visibility.visible_photo_ids(db(), viewer.id, ids)
-    return ok(services.media.by_ids(db(), [i for i in ids if i in visible], viewer.id))
+    visible = visibility.visible_photo_ids(db(), viewer_id, ids)
+    media = services.media.by_ids(db(), [i for i in ids if i in visible], viewer_id)
+    services.lists.warm_popular(db(), viewer_id, warm, args["count"], base)
+    return ok(media)
