@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from flask import g
-
 from app.api.common import (
     Blueprint,
     PageArgs,
@@ -24,7 +22,7 @@ from app.api.common import (
 from app.api.docs import errors, success, token_auth
 from app.engagement import popular, tags
 from app.errors import InvalidParameters, NotAllowed, NotFound
-from app.feeds.rendered import Rendered
+from app.feeds.rendered import Miss, Rendered
 from app.media.reader import recent_ids
 from app.media.serializers import location_json, tag_json
 from app.platform import text
@@ -57,8 +55,9 @@ class CountArgs(Schema):
     count = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
 
 
-def _recent_page(args, *conditions):
-    """A page of media for `conditions`, with v1's max_id/min_id/timestamp parameters."""
+def _recent_page(args, objects, *conditions):
+    """A page of media for `conditions`, with v1's max_id/min_id/timestamp parameters;
+    `objects(ids)`: the media objects of the page's photo ids."""
     if args["max_timestamp"] is not None:  # photos made up to the end of that second
         conditions += (Photo.id < min_id_for_millis((args["max_timestamp"] + 1) * 1000),)
     if args["min_timestamp"] is not None:
@@ -66,8 +65,7 @@ def _recent_page(args, *conditions):
     viewer = current_user()
     ids, cursor = recent_ids(db(), viewer.id, *conditions, count=args["count"],
                              max_id=parse_id(args["max_id"], "max_id"), min_id=parse_id(args["min_id"], "min_id"))
-    return ok(services.media.by_ids(db(), ids, viewer.id),
-              pagination=next_page("next_max_id", cursor, url_param="max_id"))
+    return ok(objects(ids), pagination=next_page("next_max_id", cursor, url_param="max_id"))
 
 
 def _recent_bounds(args) -> tuple[int | None, int | None]:
@@ -106,7 +104,7 @@ def user_media(args, user_id):
     raw_token = request_token()
     base = services.serializer.url_base()
     owner_id = "self" if user_id == "self" else _warm_id(user_id, "user id")
-    warm = None
+    warm, upper, lower = Miss("input", 0), None, None
     try:
         upper, lower = _recent_bounds(args)
     except InvalidParameters:
@@ -121,10 +119,8 @@ def user_media(args, user_id):
         raise NotFound("this user does not exist")
     if not visibility.can_view_media(db(), current_user().id, owner):
         raise NotAllowed("you cannot view this user's media")
-    page = _recent_page(args, Photo.user_id == owner.id)
-    if warm is not None:
-        services.lists.warm_user_media(db(), g.token.user_id, warm, owner.id, args["count"], upper, lower, base)
-    return page
+    return _recent_page(args, lambda ids: services.lists.user_media_page(
+        db(), current_user().id, warm, owner.id, ids, args["count"], upper, lower, base), Photo.user_id == owner.id)
 
 
 def _tag_name(name: str) -> str:
@@ -154,7 +150,7 @@ def tag_media(args, name):
     base = services.serializer.url_base()
     normal = text.normal_tag_name(name)
     max_id, min_id = _warm_id(args["max_tag_id"], "max_tag_id"), _warm_id(args["min_tag_id"], "min_tag_id")
-    warm = None
+    warm = Miss("input", 0)
     if normal is not None and (max_id is not None or not args["max_tag_id"]) \
             and (min_id is not None or not args["min_tag_id"]):
         warm = services.lists.tag_media(services.tokens.key(raw_token), normal, args["count"], max_id, min_id, base)
@@ -166,9 +162,7 @@ def tag_media(args, name):
     viewer_id = current_user().id
     ids, cursor = recent_ids(db(), viewer_id, count=args["count"], max_id=max_id, min_id=min_id,
                              tag_id=tag.id) if tag else ([], None)
-    media = services.media.by_ids(db(), ids, viewer_id)
-    if warm is not None:
-        services.lists.warm_tag_media(db(), viewer_id, warm, normal, args["count"], max_id, min_id, base)
+    media = services.lists.tag_media_page(db(), viewer_id, warm, normal, ids, args["count"], max_id, min_id, base)
     return ok(media, pagination=next_page("next_max_tag_id", cursor, url_param="max_tag_id"))
 
 
@@ -210,7 +204,7 @@ def location_media(args, location_id):
     raw_token = request_token()
     base = services.serializer.url_base()
     place = _warm_id(location_id, "location id")
-    warm = None
+    warm, upper, lower = Miss("input", 0), None, None
     try:
         upper, lower = _recent_bounds(args)
     except InvalidParameters:
@@ -221,11 +215,9 @@ def location_media(args, location_id):
             return _warm_page(warm, "next_max_id", "max_id")
     authenticate()
     location = _location(location_id)
-    page = _recent_page(args, Photo.location_id == location.id)
-    if warm is not None:
-        services.lists.warm_location_media(db(), g.token.user_id, warm, location.id, args["count"], upper, lower,
-                                           base)
-    return page
+    return _recent_page(args, lambda ids: services.lists.location_media_page(
+        db(), current_user().id, warm, location.id, ids, args["count"], upper, lower, base),
+        Photo.location_id == location.id)
 
 
 @blp.route("/media/popular", methods=["GET"])
@@ -245,6 +237,4 @@ def popular_media(args):
     # Ranked for everyone; the viewer's own blocks are applied here.
     ids = popular.ranked_ids(services.redis, args["count"])
     visible = visibility.visible_photo_ids(db(), viewer_id, ids)
-    media = services.media.by_ids(db(), [i for i in ids if i in visible], viewer_id)
-    services.lists.warm_popular(db(), viewer_id, warm, args["count"], base)
-    return ok(media)
+    return ok(services.lists.popular_page(db(), viewer_id, warm, ids, [i for i in ids if i in visible], base))

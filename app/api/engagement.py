@@ -10,7 +10,7 @@ from app.engagement import activity
 from app.engagement import reactions as engagement
 from app.errors import InvalidParameters
 from app.feeds.activity import activity_objects
-from app.feeds.rendered import Rendered
+from app.feeds.rendered import Miss, Rendered
 from app.services import services
 
 blp = Blueprint("engagement", __name__, url_prefix="/v1", description="Likes, comments and activity")
@@ -117,7 +117,7 @@ def liked_media(args):
     """The media you liked, newest like first (count, max_like_id)."""
     raw_token = request_token()
     base = services.serializer.url_base()
-    warm = None
+    warm = Miss("input", 0)
     try:
         max_like_id = parse_id(args["max_like_id"], "max_like_id")
     except InvalidParameters:  # refused the long way, after the token
@@ -132,9 +132,7 @@ def liked_media(args):
     viewer_id = current_user().id
     max_like_id = parse_id(args["max_like_id"], "max_like_id")
     photo_ids, cursor = engagement.liked(db(), viewer_id, args["count"], max_like_id)
-    media = services.media.by_ids(db(), photo_ids, viewer_id)
-    if warm is not None:
-        services.lists.warm_liked_media(db(), viewer_id, warm, args["count"], max_like_id, base)
+    media = services.lists.liked_media_page(db(), viewer_id, warm, photo_ids, args["count"], max_like_id, base)
     return ok(media, pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 

@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session
 
 from app.feeds.manager import FeedManager, FeedPage
 from app.feeds.rendered import ID_WIDTH, WARM_LUA, Miss, Rendered, RenderedFeed
-from app.engagement import popular
 from app.platform import keys
 from app.platform.clocks import STAMP_LUA
 from app.platform.keys import (
@@ -297,64 +296,57 @@ class WarmLists:
             return Miss("redis", 0)
         return self.rendered.answer(reply, base, read)
 
-    # -- after the long way: what the next read needs -------------------------------
-    def warm_user_media(self, session: Session, viewer_id: int, miss: Miss, owner_id: int, count: int,
-                        upper: int | None, lower: int | None, base: str) -> None:
+    # -- the long way: the page's media objects, and what the next read needs ----------
+    # `ids`: the page the long way's query found. The media objects of the page and of
+    # the members the script will look at are hydrated in one batch, and the latter stored.
+    def user_media_page(self, session: Session, viewer_id: int, miss: Miss, owner_id: int, ids: list[int],
+                        count: int, upper: int | None, lower: int | None, base: str) -> list[dict]:
         query = (select(Photo.id).where(Photo.user_id == owner_id, Photo.status == "ready")
                  .order_by(Photo.id.desc()))
-        self._warm_list(session, viewer_id, miss, user_media_key(owner_id), query, count, upper, lower, base)
+        return self._page(session, viewer_id, miss, ids, user_media_key(owner_id), query, count, upper, lower, base)
 
-    def warm_tag_media(self, session: Session, viewer_id: int, miss: Miss, name: str, count: int,
-                       upper: int | None, lower: int | None, base: str) -> None:
+    def tag_media_page(self, session: Session, viewer_id: int, miss: Miss, name: str, ids: list[int],
+                       count: int, upper: int | None, lower: int | None, base: str) -> list[dict]:
         query = (select(PhotoTag.photo_id).join(Tag, Tag.id == PhotoTag.tag_id)
                  .join(Photo, Photo.id == PhotoTag.photo_id)
                  .where(Tag.name == name, Photo.status == "ready").order_by(PhotoTag.photo_id.desc()))
-        self._warm_list(session, viewer_id, miss, tag_media_key(name), query, count, upper, lower, base)
+        return self._page(session, viewer_id, miss, ids, tag_media_key(name), query, count, upper, lower, base)
 
-    def warm_location_media(self, session: Session, viewer_id: int, miss: Miss, location_id: int, count: int,
-                            upper: int | None, lower: int | None, base: str) -> None:
+    def location_media_page(self, session: Session, viewer_id: int, miss: Miss, location_id: int,
+                            ids: list[int], count: int, upper: int | None, lower: int | None,
+                            base: str) -> list[dict]:
         query = (select(Photo.id).where(Photo.location_id == location_id, Photo.status == "ready")
                  .order_by(Photo.id.desc()))
-        self._warm_list(session, viewer_id, miss, location_media_key(location_id), query, count, upper, lower,
-                        base)
+        return self._page(session, viewer_id, miss, ids, location_media_key(location_id), query, count, upper,
+                          lower, base)
 
-    def warm_liked_media(self, session: Session, viewer_id: int, miss: Miss, count: int,
-                         max_like_id: int | None, base: str) -> None:
+    def liked_media_page(self, session: Session, viewer_id: int, miss: Miss, ids: list[int], count: int,
+                         max_like_id: int | None, base: str) -> list[dict]:
         query = (select(Like.id, Like.photo_id).join(Photo, Photo.id == Like.photo_id)
                  .where(Like.user_id == viewer_id).order_by(Like.id.desc()))
-        self._warm_list(session, viewer_id, miss, liked_media_key(viewer_id), query, count, max_like_id, None,
-                        base, members=lambda row: like_member(row.id, row.photo_id))
+        return self._page(session, viewer_id, miss, ids, liked_media_key(viewer_id), query, count, max_like_id,
+                          None, base, members=lambda row: like_member(row.id, row.photo_id))
 
-    def warm_popular(self, session: Session, viewer_id: int, miss: Miss, count: int, base: str) -> None:
-        if not miss.since:
-            return
-        try:
-            photo_ids = popular.ranked_ids(self.redis, count)
-        except RedisError:
-            log.warning("popular of user %s: not warmed", viewer_id, exc_info=True)
-            return
-        self._render(session, viewer_id, miss, photo_ids, base)
+    def popular_page(self, session: Session, viewer_id: int, miss: Miss, ranked: list[int], ids: list[int],
+                     base: str) -> list[dict]:
+        """`ranked`: the ranking the long way read; `ids`: those of them the viewer may see."""
+        return self._objects(session, viewer_id, miss, ids, dict.fromkeys(ranked) if miss.since else {}, base)
 
-    def _warm_list(self, session: Session, viewer_id: int, miss: Miss, key: str, query, count: int,
-                   upper: int | None, lower: int | None, base: str, members=None) -> None:
-        """The list built if it is not, and the members the script will look at rendered.
-        A Redis failure is logged: the page stands, and the next read goes the long way again."""
-        if not miss.since:  # Redis failed on the try: nothing could be stored
-            return
+    def _page(self, session: Session, viewer_id: int, miss: Miss, ids: list[int], key: str, query, count: int,
+              upper: int | None, lower: int | None, base: str, members=None) -> list[dict]:
+        window: dict[int, str] = {}
         high, low = _bound(upper, upper=True), _bound(lower, upper=False)
-        if high is None or low is None:
-            return
-        try:
-            window = self._window(key, count, high, low)
-            if window is None:
-                rows = session.execute(query.limit(LIST_SIZE + 1)).all()
-                listed = [members(row) if members else str(row[0]) for row in rows]
-                self._store(key, listed, miss.since)
+        if miss.since and high is not None and low is not None:  # else nothing could be stored
+            try:
                 window = self._window(key, count, high, low)
-            if window is not None:
-                self._render(session, viewer_id, miss, window, base, key)
-        except RedisError:
-            log.warning("list %s of user %s: not warmed", key, viewer_id, exc_info=True)
+                if window is None:
+                    rows = session.execute(query.limit(LIST_SIZE + 1)).all()
+                    self._store(key, [members(row) if members else str(row[0]) for row in rows], miss.since)
+                    window = self._window(key, count, high, low) or {}
+            except RedisError:
+                log.warning("list %s of user %s: not warmed", key, viewer_id, exc_info=True)
+                window = {}
+        return self._objects(session, viewer_id, miss, ids, window, base, key)
 
     def _store(self, key: str, members: list[str], since: int) -> None:
         listed = [BUILT, *members[:LIST_SIZE]] + ([TRUNCATED] if len(members) > LIST_SIZE else [])
@@ -379,23 +371,28 @@ class WarmLists:
             window[int(photo or mark)] = member
         return window
 
-    def _render(self, session: Session, viewer_id: int, miss: Miss, photo_ids, base: str,
-                key: str | None = None) -> None:
-        """mi:/ui:/fragments for these photos (every viewer's), the viewer's liked:/following:,
-        and the graph for their owners. Photos gone leave `key`'s list."""
+    def _objects(self, session: Session, viewer_id: int, miss: Miss, ids: list[int], window: dict[int, str],
+                 base: str, key: str | None = None) -> list[dict]:
+        """The page's media objects; and for the window's photos (every viewer's view) their
+        mi:/ui:/fragments, the viewer's liked:/following:, the graph for their owners.
+        Photos of the window that are gone leave `key`'s list."""
         media = self.media_reader
-        entries = media.entries(session, list(photo_ids))
-        ready = [i for i in photo_ids if i in entries and entries[i]["body"]["status"] == "ready"]
-        gone = [i for i in photo_ids if i not in entries]
-        if gone and key is not None:  # a liked photo deleted since (ids are never reused)
-            self.redis.zrem(key, *(photo_ids[i] for i in gone))
-        users = media.page_users(session, entries, ready)
-        self.rendered.warm(session, viewer_id, miss, FeedPage(ready, entries, None, gone), users, base)
-        owners = [entries[i]["user_id"] for i in ready]
+        photo_ids = list(dict.fromkeys([*ids, *window]))
+        entries = media.entries(session, photo_ids)
+        users = media.page_users(session, entries, [i for i in photo_ids if i in entries])
+        objects = media.by_ids(session, ids, viewer_id, entries, users)
+        if not window:
+            return objects
+        ready = [i for i in window if i in entries and entries[i]["body"]["status"] == "ready"]
+        gone = [i for i in window if i not in entries]
         try:
-            self.graph.warm(session, viewer_id, owners, miss.since)
+            if gone and key is not None:  # a liked photo deleted since (ids are never reused)
+                self.redis.zrem(key, *(window[i] for i in gone))
+            self.rendered.warm(session, viewer_id, miss, FeedPage(ready, entries, None, gone), users, base)
+            self.graph.warm(session, viewer_id, [entries[i]["user_id"] for i in ready], miss.since)
         except RedisError:
-            log.warning("warm list of user %s: the social graph not stored", viewer_id, exc_info=True)
+            log.warning("warm list of user %s: not stored", viewer_id, exc_info=True)
+        return objects
 
     # -- writers, after their commit (app.platform.changes) ----------------------------
     def photo_listed(self, photo_id: int, owner_id: int, tags: list[str], location_id: int | None,
