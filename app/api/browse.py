@@ -80,10 +80,18 @@ def _recent_bounds(args) -> tuple[int | None, int | None]:
     return upper, lower
 
 
-def _warm_id(raw: str, what: str) -> int | None:
-    """An id for the warm try, None when malformed (the long way refuses it, after the token)."""
+def _warm_ids(*params) -> tuple | None:
+    """(raw, name) pairs parsed for the warm try; None when one is malformed: the long
+    way refuses it, after the token, as before."""
     try:
-        return parse_id(raw, what)
+        return tuple(parse_id(raw, name) for raw, name in params)
+    except InvalidParameters:
+        return None
+
+
+def _warm_bounds(args) -> tuple[int | None, int | None] | None:
+    try:
+        return _recent_bounds(args)
     except InvalidParameters:
         return None
 
@@ -101,16 +109,11 @@ def _warm_page(warm: Rendered, cursor_name: str, url_param: str):
 @blp.arguments(RecentArgs(), location="query")
 def user_media(args, user_id):
     """A user's published media, newest first."""
-    raw_token = request_token()
-    base = services.serializer.url_base()
-    owner_id = "self" if user_id == "self" else _warm_id(user_id, "user id")
-    warm, upper, lower = Miss("input", 0), None, None
-    try:
-        upper, lower = _recent_bounds(args)
-    except InvalidParameters:
-        owner_id = None
-    if owner_id is not None:
-        warm = services.lists.user_media(services.tokens.key(raw_token), owner_id, args["count"], upper, lower, base)
+    raw_token, base = request_token(), services.serializer.url_base()
+    who = ("self",) if user_id == "self" else _warm_ids((user_id, "user id"))
+    bounds, warm = _warm_bounds(args), Miss("input", 0)
+    if who is not None and bounds is not None:
+        warm = services.lists.user_media(services.tokens.key(raw_token), who[0], args["count"], *bounds, base)
         if isinstance(warm, Rendered):
             return _warm_page(warm, "next_max_id", "max_id")
     authenticate()
@@ -120,7 +123,7 @@ def user_media(args, user_id):
     if not visibility.can_view_media(db(), current_user().id, owner):
         raise NotAllowed("you cannot view this user's media")
     return _recent_page(args, lambda ids: services.lists.user_media_page(
-        db(), current_user().id, warm, owner.id, ids, args["count"], upper, lower, base), Photo.user_id == owner.id)
+        db(), current_user().id, warm, owner.id, ids, args["count"], *bounds, base), Photo.user_id == owner.id)
 
 
 def _tag_name(name: str) -> str:
@@ -146,14 +149,11 @@ def get_tag(name):
 @blp.arguments(TagPageArgs(), location="query")
 def tag_media(args, name):
     """Media tagged with this tag, newest first (count, max_tag_id, min_tag_id)."""
-    raw_token = request_token()
-    base = services.serializer.url_base()
+    raw_token, base = request_token(), services.serializer.url_base()
     normal = text.normal_tag_name(name)
-    max_id, min_id = _warm_id(args["max_tag_id"], "max_tag_id"), _warm_id(args["min_tag_id"], "min_tag_id")
-    warm = Miss("input", 0)
-    if normal is not None and (max_id is not None or not args["max_tag_id"]) \
-            and (min_id is not None or not args["min_tag_id"]):
-        warm = services.lists.tag_media(services.tokens.key(raw_token), normal, args["count"], max_id, min_id, base)
+    cursors, warm = _warm_ids((args["max_tag_id"], "max_tag_id"), (args["min_tag_id"], "min_tag_id")), Miss("input", 0)
+    if normal is not None and cursors is not None:
+        warm = services.lists.tag_media(services.tokens.key(raw_token), normal, args["count"], *cursors, base)
         if isinstance(warm, Rendered):
             return _warm_page(warm, "next_max_tag_id", "max_tag_id")
     authenticate()
@@ -201,22 +201,17 @@ def get_location(location_id):
 @blp.arguments(RecentArgs(), location="query")
 def location_media(args, location_id):
     """Media at this location, newest first."""
-    raw_token = request_token()
-    base = services.serializer.url_base()
-    place = _warm_id(location_id, "location id")
-    warm, upper, lower = Miss("input", 0), None, None
-    try:
-        upper, lower = _recent_bounds(args)
-    except InvalidParameters:
-        place = None
-    if place is not None:
-        warm = services.lists.location_media(services.tokens.key(raw_token), place, args["count"], upper, lower, base)
+    raw_token, base = request_token(), services.serializer.url_base()
+    place = _warm_ids((location_id, "location id"))
+    bounds, warm = _warm_bounds(args), Miss("input", 0)
+    if place is not None and bounds is not None:
+        warm = services.lists.location_media(services.tokens.key(raw_token), place[0], args["count"], *bounds, base)
         if isinstance(warm, Rendered):
             return _warm_page(warm, "next_max_id", "max_id")
     authenticate()
     location = _location(location_id)
     return _recent_page(args, lambda ids: services.lists.location_media_page(
-        db(), current_user().id, warm, location.id, ids, args["count"], upper, lower, base),
+        db(), current_user().id, warm, location.id, ids, args["count"], *bounds, base),
         Photo.location_id == location.id)
 
 
@@ -226,8 +221,7 @@ def location_media(args, location_id):
 @blp.arguments(CountArgs(), location="query")
 def popular_media(args):
     """Popular recent media (ranked every minute by likes and comments, with time decay)."""
-    raw_token = request_token()
-    base = services.serializer.url_base()
+    raw_token, base = request_token(), services.serializer.url_base()
     warm = services.lists.popular(services.tokens.key(raw_token), args["count"], base)
     if isinstance(warm, Rendered):
         warm_viewer(warm)
