@@ -74,11 +74,27 @@ LOOK_FACTOR = 2  # members looked at per page, at most, per (count + 1)
 LIKE_WIDTH = 2 * ID_WIDTH + 1  # "<like id>:<photo id>"
 SELF = "self"
 
+# may_see over each member's owner, asked once per distinct owner (a tag's page is
+# often one or two people's): a table of booleans by position, or nil and why.
+MAY_SEE_EACH_LUA = """
+local function may_see_each(uid, owners)
+  local distinct, at = {}, {}
+  for _, owner in ipairs(owners) do
+    if not at[owner] then distinct[#distinct + 1] = owner; at[owner] = #distinct end
+  end
+  local seen, why = may_see(uid, distinct)
+  if not seen then return nil, why end
+  local each = {}
+  for j, owner in ipairs(owners) do each[j] = seen[at[owner]] end
+  return each
+end
+"""
+
 # KEYS[1]: the token's key. ARGV: the list's key prefix and id ('self': the
 # viewer's), count, the exclusive bounds (19 digits, '' for none), and whose
 # visibility applies: 'owner' (the id is the owner of every member: checked
 # once) or 'each' (per member's owner).
-READ_LIST = WARM_LUA + MAY_SEE_LUA + Template("""
+READ_LIST = WARM_LUA + MAY_SEE_LUA + MAY_SEE_EACH_LUA + Template("""
 local prefix, id, count, upper, lower, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local token, uid = viewer()
 if not uid then return miss('token') end
@@ -128,7 +144,7 @@ while #shown <= count and not ended do
     local seen
     if mode ~= 'owner' and #owners > 0 then
       local why
-      seen, why = may_see(uid, owners)
+      seen, why = may_see_each(uid, owners)
       if not seen then return miss(why) end
     end
     for j, f in ipairs(found) do
@@ -150,7 +166,7 @@ return media_reply(token, next, liked, shown, hashes, users)
 """).substitute(vars(keys), LOOK_FACTOR=LOOK_FACTOR, TRUNCATED=TRUNCATED, LIKE_WIDTH=LIKE_WIDTH)
 
 # /media/popular: the best ARGV[1] of the ranking, those the viewer may see.
-READ_POPULAR = WARM_LUA + MAY_SEE_LUA + Template("""
+READ_POPULAR = WARM_LUA + MAY_SEE_LUA + MAY_SEE_EACH_LUA + Template("""
 local token, uid = viewer()
 if not uid then return miss('token') end
 local liked = '${LIKED}' .. uid
@@ -173,7 +189,7 @@ if #ids > 0 then
     end
   end
 end
-local seen, why = may_see(uid, owners)
+local seen, why = may_see_each(uid, owners)
 if not seen then return miss(why) end
 local shown, hashes, users, wanted = {}, {}, {}, {}
 for j, f in ipairs(found) do
