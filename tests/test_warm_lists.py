@@ -295,3 +295,48 @@ def test_popular_warm_equals_the_long_way_and_applies_the_viewers_blocks(shutter
     assert ids_of(response) == [photos[2]]
     again, warm = read_list(shutter, viewer, path, "popular", count=1)
     assert warm and ids_of(again) == [photos[2]]
+
+
+# -- what the lists hold ------------------------------------------------------------------
+
+def test_a_rebuild_that_raced_a_publish_is_refused(shutter):
+    owner, viewer = shutter.account("owner"), shutter.account("viewer")
+    first = str(post_photo(shutter, owner))
+    path = f"/v1/users/{owner.id}/media/recent"
+    read_list(shutter, viewer, path, "user_media")
+    services = services_of(shutter)
+    key, lists = user_media_key(int(owner.id)), services.lists
+    since = services.feeds.clocks.now()  # a reader's query starts, sees `first` only ...
+    second = str(post_photo(shutter, owner))  # ... a publish commits and patches the list ...
+    lists._store(key, [first], since)  # ... and the reader's store comes late: refused
+    assert services.redis.zrange(key, 0, -1) == ["0", first, second]
+    services.redis.delete(key)  # the same race on a list that is not built
+    since = services.feeds.clocks.now()
+    third = str(post_photo(shutter, owner))
+    lists._store(key, [second, first], since)
+    assert not services.redis.exists(key)
+    assert ids_of(read_list(shutter, viewer, path, "user_media")[0]) == [third, second, first]
+    response, warm = read_list(shutter, viewer, path, "user_media")
+    assert warm and ids_of(response) == [third, second, first]
+
+
+def test_a_long_list_keeps_its_newest_and_pages_past_them_the_long_way(shutter):
+    owner, viewer = shutter.account("owner"), shutter.account("viewer")
+    services = services_of(shutter)
+    services.lists.list_size = 3
+    photos = [str(post_photo(shutter, owner)) for _ in range(5)]
+    path = f"/v1/users/{owner.id}/media/recent"
+    first, _ = read_list(shutter, viewer, path, "user_media", count=2)
+    again, warm = read_list(shutter, viewer, path, "user_media", count=2)
+    assert warm and again.json == first.json and ids_of(first) == photos[:2:-1]
+    key = user_media_key(int(owner.id))
+    assert services.redis.zrange(key, 0, -1) == ["0", "1", *photos[2:]]
+    cursor = first.json["pagination"]["next_max_id"]
+    for _ in range(2):  # past the newest 3: the long way, every time, and the same answer
+        deeper, warm = read_list(shutter, viewer, path, "user_media", count=2, max_id=cursor)
+        assert not warm and ids_of(deeper) == [photos[2], photos[1]]
+    newest = str(post_photo(shutter, owner))
+    assert services.redis.zrange(key, 0, -1) == ["0", "1", *photos[3:], newest]
+    read_list(shutter, viewer, path, "user_media", count=2)
+    response, warm = read_list(shutter, viewer, path, "user_media", count=2)
+    assert warm and ids_of(response) == [newest, photos[4]]

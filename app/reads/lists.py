@@ -268,6 +268,7 @@ class WarmLists:
         self.graph = graph
         self.feeds = feeds
         self.media_reader = feeds.media
+        self.list_size = LIST_SIZE
         self.redis = redis = rendered.redis
         self._read_list = redis.register_script(READ_LIST)
         self._read_popular = redis.register_script(READ_POPULAR)
@@ -356,7 +357,7 @@ class WarmLists:
             try:
                 window = self._window(key, count, high, low)
                 if window is None:
-                    rows = session.execute(query.limit(LIST_SIZE + 1)).all()
+                    rows = session.execute(query.limit(self.list_size + 1)).all()
                     self._store(key, [members(row) if members else str(row[0]) for row in rows], miss.since)
                     window = self._window(key, count, high, low) or {}
             except RedisError:
@@ -365,7 +366,7 @@ class WarmLists:
         return self._objects(session, viewer_id, miss, ids, window, base, key)
 
     def _store(self, key: str, members: list[str], since: int) -> None:
-        listed = [BUILT, *members[:LIST_SIZE]] + ([TRUNCATED] if len(members) > LIST_SIZE else [])
+        listed = [BUILT, *members[:self.list_size]] + ([TRUNCATED] if len(members) > self.list_size else [])
         self._store_list(keys=[list_clock_key(key), key], args=[since, LIST_TTL, *listed])
 
     def _window(self, key: str, count: int, high: str, low: str) -> dict[int, str] | None:
@@ -426,4 +427,4 @@ class WarmLists:
 
     def _patch(self, lists: list[str], member: str, added: bool) -> None:
         self._list_changed(keys=lists + [list_clock_key(k) for k in lists],
-                           args=["+" if added else "-", member, LIST_SIZE])
+                           args=["+" if added else "-", member, self.list_size])
