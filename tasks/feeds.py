@@ -20,7 +20,7 @@ from app.engagement import activity
 from app.platform.cache import CacheError
 from app.services import services
 from app.worker import ContextTask
-from models import Like
+from models import Like, Photo
 
 
 class FeedTask(ContextTask):
@@ -73,6 +73,23 @@ def liked_changed(user_id: int, photo_id: int, liked: bool) -> None:
     with services.db.session() as session:  # not a replica: it may lag the commit
         liked = session.scalar(select(Like.id).where(Like.user_id == user_id, Like.photo_id == photo_id)) is not None
     services.rendered.liked(user_id, photo_id, liked)
+
+
+@shared_task(base=FeedTask, name="tasks.feeds.photo_listed")
+def photo_listed(photo_id: int, owner_id: int, tags: list[str], location_id: int | None, listed: bool) -> None:
+    """A warm lists' patch missed after its commit (app.reads.lists). The table says
+    what is true now (the photo may have been deleted since)."""
+    with services.db.session() as session:
+        listed = session.scalar(select(Photo.id).where(Photo.id == photo_id, Photo.status == "ready")) is not None
+    services.lists.photo_listed(photo_id, owner_id, tags, location_id, listed)
+
+
+@shared_task(base=FeedTask, name="tasks.feeds.like_listed")
+def like_listed(user_id: int, like_id: int, photo_id: int, liked: bool) -> None:
+    """As photo_listed, for a like's member of the liker's list."""
+    with services.db.session() as session:
+        liked = session.scalar(select(Like.id).where(Like.id == like_id)) is not None
+    services.lists.like_listed(user_id, like_id, photo_id, liked)
 
 
 @shared_task(base=FeedTask, name="tasks.feeds.invalidate_cache")

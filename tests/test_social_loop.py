@@ -17,6 +17,7 @@ from sqlalchemy import event, select, update
 from app.engagement import popular
 from app.media import pipeline
 from app.platform import text
+from app.platform.keys import rendered_media_key
 from models import Photo, Tag, utcnow
 from models.ids import LAST_ID_SECOND
 from tests import images
@@ -406,9 +407,11 @@ def test_media_objects_cost_the_same_queries_for_one_photo_or_many(app, shutter)
     def count(*_args):
         statements.append(1)
 
-    def queries(n):
+    def queries(n, long_way=True):
         statements.clear()
-        services_of(app).cache.delete_many([f"p:{photo_id(i)}" for i in ids] + [f"u:{alice.id}", f"u:{bob.id}"])
+        if long_way:  # the photos' rendered copies go too, or the warm read answers (app/reads/lists.py)
+            services_of(app).cache.delete_many([f"p:{photo_id(i)}" for i in ids] + [f"u:{alice.id}", f"u:{bob.id}"])
+            services_of(app).redis.delete(*(rendered_media_key(photo_id(i)) for i in ids))
         event.listen(engine, "before_cursor_execute", count)
         try:
             assert len(ok_data(shutter.get(f"/v1/users/{alice.id}/media/recent", bob, count=n))) == n
@@ -416,7 +419,10 @@ def test_media_objects_cost_the_same_queries_for_one_photo_or_many(app, shutter)
             event.remove(engine, "before_cursor_execute", count)
         return len(statements)
 
+    # A first read builds what the warm reads keep of the viewer and the list, once: not measured.
+    shutter.get(f"/v1/users/{alice.id}/media/recent", bob)
     assert queries(1) == queries(6)
+    assert queries(1, long_way=False) == queries(6, long_way=False) == 0
 
 
 # --- activity --------------------------------------------------------------

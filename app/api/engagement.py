@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from app.api.common import Blueprint, CursorArgs, Schema, current_user, db, next_page, ok, parse_id, require_token
-from app.api.docs import errors, success
+from app.api.common import (Blueprint, CursorArgs, Schema, authenticate, current_user, db, next_page, ok, ok_rendered,
+                            parse_id, request_token, require_token, warm_viewer)
+from app.api.docs import errors, success, token_auth
 from app.engagement import activity
 from app.engagement import reactions as engagement
+from app.errors import InvalidParameters
 from app.feeds.activity import activity_objects
+from app.feeds.rendered import Miss, Rendered
 from app.services import services
 
 blp = Blueprint("engagement", __name__, url_prefix="/v1", description="Likes, comments and activity")
@@ -108,14 +111,29 @@ def delete_comment(media_id, comment_id):
 
 @blp.route("/users/self/media/liked", methods=["GET"])
 @success(blp, 200, "A page of media, newest like first, with pagination")
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the list)
 @blp.arguments(LikePageArgs(), location="query")
 def liked_media(args):
     """The media you liked, newest like first (count, max_like_id)."""
-    viewer = current_user()
-    photo_ids, cursor = engagement.liked(db(), viewer.id, args["count"], parse_id(args["max_like_id"], "max_like_id"))
-    return ok(services.media.by_ids(db(), photo_ids, viewer.id),
-              pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    warm = Miss("input", 0)
+    try:
+        max_like_id = parse_id(args["max_like_id"], "max_like_id")
+    except InvalidParameters:  # refused the long way, after the token
+        pass
+    else:
+        warm = services.lists.liked_media(services.tokens.key(raw_token), args["count"], max_like_id, base)
+        if isinstance(warm, Rendered):
+            warm_viewer(warm)
+            return ok_rendered(f"[{warm.data}]", pagination=next_page("next_max_like_id", warm.next or None,
+                                                                       url_param="max_like_id"))
+    authenticate()
+    viewer_id = current_user().id
+    max_like_id = parse_id(args["max_like_id"], "max_like_id")
+    photo_ids, cursor = engagement.liked(db(), viewer_id, args["count"], max_like_id)
+    media = services.lists.liked_media_page(db(), viewer_id, warm, photo_ids, args["count"], max_like_id, base)
+    return ok(media, pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 
 @blp.route("/users/self/activity", methods=["GET"])

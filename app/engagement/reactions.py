@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.engagement import activity
 from app.errors import APIError, NotFound
 from app.platform import metrics
-from app.platform.changes import liked_changed, photo_changed
+from app.platform.changes import like_listed, liked_changed, photo_changed
 from app.platform.paging import split_page
 from app.social.visibility import visible_to
 from models import Activity, Comment, Like, Photo, User
@@ -51,15 +51,17 @@ def _require_ready(photo: Photo) -> None:
 def like(session: Session, viewer_id: int, photo: Photo) -> bool:
     """Like a photo; False when the viewer already did (nothing changes)."""
     _require_ready(photo)
+    row = Like(photo_id=photo.id, user_id=viewer_id)
     try:
         with session.begin_nested():
-            session.add(Like(photo_id=photo.id, user_id=viewer_id))
+            session.add(row)
     except IntegrityError:
         session.rollback()
         return False
     _bump(session, photo.id, like_count=+1)
     activity.record(session, photo.user_id, viewer_id, "like", photo.id)
     liked_changed(session, viewer_id, photo.id, True)
+    like_listed(session, viewer_id, row.id, photo.id, True)
     metrics.count_after_commit(session, metrics.LIKES)
     _commit(session, photo.id)
     return True
@@ -75,6 +77,7 @@ def unlike(session: Session, viewer_id: int, photo: Photo) -> bool:
     _bump(session, photo.id, like_count=-1)
     activity.remove(session, Activity.type == "like", Activity.actor_id == viewer_id, Activity.photo_id == photo.id)
     liked_changed(session, viewer_id, photo.id, False)
+    like_listed(session, viewer_id, removed, photo.id, False)
     _commit(session, photo.id)
     return True
 

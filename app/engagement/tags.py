@@ -56,6 +56,12 @@ def count_tags(session: Session, tag_ids, delta: int) -> None:
         )
 
 
+def names_of(session: Session, photo_id: int) -> list[str]:
+    """The names of a photo's tags."""
+    return list(session.scalars(select(Tag.name).join(PhotoTag, PhotoTag.tag_id == Tag.id)
+                                .where(PhotoTag.photo_id == photo_id).order_by(Tag.name)))
+
+
 def get(session: Session, name: str) -> Tag | None:
     return session.scalar(select(Tag).where(Tag.name == name))
 

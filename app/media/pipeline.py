@@ -31,8 +31,8 @@ from app.media import imaging
 from app.media.storage import Storage, StorageError
 from app.platform import metrics, outbox
 from app.platform.aftercommit import after_commit
-from app.platform.changes import photo_changed
-from models import Location, Photo, PhotoTag, User, utcnow
+from app.platform.changes import photo_changed, photo_listed
+from models import Location, Photo, PhotoTag, Tag, User, utcnow
 from models.ids import shortcode
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None,
     metrics.observe_after_commit(session, metrics.UPLOAD_TO_READY, (ready_at - photo.created_at).total_seconds())
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
     tags.count_photo(session, photo_id, +1)
+    photo_listed(session, photo_id, photo.user_id, tags.names_of(session, photo_id), photo.location_id, True)
     unit = after_commit(session)
     if feeds is not None:  # a miss is repaired by fan_out, which does it again
         unit.best_effort("feeds.add_own", feeds.add_own, photo_id, photo.user_id)
@@ -286,14 +287,16 @@ def _delete_row(session: Session, photo_id: int):
 
     The row as deleted, not a snapshot loaded earlier: a concurrent delete gets None, and
     derivatives a worker stored meanwhile are in what it returns."""
-    # The ids before the delete: the photo's tag links go with it (ON DELETE CASCADE).
-    tag_ids = session.scalars(select(PhotoTag.tag_id).where(PhotoTag.photo_id == photo_id)).all()
+    # The tags before the delete: the photo's tag links go with it (ON DELETE CASCADE).
+    tag_rows = session.execute(select(PhotoTag.tag_id, Tag.name).join(Tag, Tag.id == PhotoTag.tag_id)
+                               .where(PhotoTag.photo_id == photo_id)).all()
     gone = session.execute(
         delete(Photo).where(Photo.id == photo_id)
-        .returning(Photo.user_id, Photo.status, Photo.original_key, Photo.derivatives, Photo.derivative_token)
+        .returning(Photo.user_id, Photo.status, Photo.original_key, Photo.derivatives, Photo.derivative_token,
+                   Photo.location_id)
         .execution_options(synchronize_session=False)
     ).first()
-    return gone, tag_ids
+    return gone, tag_rows
 
 
 def _stored_keys(photo_id: int, gone) -> list[str]:
@@ -317,13 +320,14 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None, 
     after the commit with `search`, app.search.service.SearchService).
     """
     photo_id = photo.id
-    gone, tag_ids = _delete_row(session, photo_id)
+    gone, tag_rows = _delete_row(session, photo_id)
     if gone is None:
         session.rollback()
         return False
     was_ready = gone.status == "ready"
     if was_ready:  # counted only by the delete that really removed the row
-        tags.count_tags(session, tag_ids, -1)
+        tags.count_tags(session, [row.tag_id for row in tag_rows], -1)
+        photo_listed(session, photo_id, gone.user_id, sorted(row.name for row in tag_rows), gone.location_id, False)
         session.execute(update(User).where(User.id == gone.user_id).values(media_count=User.media_count - 1))
     unit = after_commit(session)
     if celery is not None and was_ready:

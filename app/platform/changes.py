@@ -19,6 +19,9 @@ INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
 LIKED_TASK = "tasks.feeds.liked_changed"
+# The warm media lists' (app.reads.lists): each reads the rows again, so a late run is harmless.
+PHOTO_LISTED_TASK = "tasks.feeds.photo_listed"
+LIKE_LISTED_TASK = "tasks.feeds.like_listed"
 # The search index's (tasks/search.py): each reads the rows again, so a late or repeated run is harmless.
 INDEX_TAGS_TASK = "tasks.search.index_tags"
 INDEX_USERS_TASK = "tasks.search.index_users"
@@ -61,6 +64,23 @@ def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) ->
     unit = after_commit(session)
     unit.best_effort("rendered.liked", unit.services.rendered.liked, retry_as=LIKED_TASK,
                      user_id=user_id, photo_id=photo_id, liked=liked)
+
+
+def photo_listed(session: Session, photo_id: int, owner_id: int, tags: list[str], location_id: int | None,
+                 listed: bool) -> None:
+    """A photo was published (listed) or a published one deleted: the warm lists of its
+    owner, tags and location follow. They are rebuilt only once gone, so a missed patch
+    would stay: the task redoes it (from the table) if Redis fails."""
+    unit = after_commit(session)
+    unit.best_effort("lists.photo_listed", unit.services.lists.photo_listed, retry_as=PHOTO_LISTED_TASK,
+                     photo_id=photo_id, owner_id=owner_id, tags=list(tags), location_id=location_id, listed=listed)
+
+
+def like_listed(session: Session, user_id: int, like_id: int, photo_id: int, liked: bool) -> None:
+    """A like or unlike: the liker's warm list of liked media follows (as photo_listed)."""
+    unit = after_commit(session)
+    unit.best_effort("lists.like_listed", unit.services.lists.like_listed, retry_as=LIKE_LISTED_TASK,
+                     user_id=user_id, like_id=like_id, photo_id=photo_id, liked=liked)
 
 
 def user_indexed(session: Session, user_id: int) -> None:

@@ -24,6 +24,11 @@ LIKED = "liked:"  # set: the photos a user liked
 # -- the social graph's warm copy (app.social.graph) ---------------------------------
 RELATIONS = "rel:"  # hash: a user's follow requests and blocks either way, by the other user's id
 PRIVATE = "private:"  # string: "1" when the account is private, "0" when public
+# -- the warm media lists (app.reads.lists): sorted sets, every score 0, read by lex range --------
+USER_MEDIA = "um:"  # a user's ready photo ids
+TAG_MEDIA = "tm:"  # a tag's ready photo ids, by the tag's (lower-cased) name
+LOCATION_MEDIA = "lm:"  # a location's ready photo ids
+LIKED_MEDIA = "lkm:"  # "<like id>:<photo id>" of the photos a user liked
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -116,6 +121,27 @@ def private_key(user_id: int) -> str:
 
 def private_clock_key(user_id: int) -> str:
     return f"{PRIVATE}{user_id}{CLOCK_SUFFIX}"
+
+
+def user_media_key(user_id: int | str) -> str:
+    return f"{USER_MEDIA}{user_id}"
+
+
+def tag_media_key(name: str) -> str:
+    return f"{TAG_MEDIA}{name}"
+
+
+def location_media_key(location_id: int) -> str:
+    return f"{LOCATION_MEDIA}{location_id}"
+
+
+def liked_media_key(user_id: int) -> str:
+    return f"{LIKED_MEDIA}{user_id}"
+
+
+def list_clock_key(list_key: str) -> str:
+    """When a media list's members last changed (app.platform.clocks)."""
+    return f"{list_key}{CLOCK_SUFFIX}"
 
 
 def activity_key(user_id: int) -> str:
