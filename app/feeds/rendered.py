@@ -72,6 +72,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 from string import Template
 
 import orjson
@@ -361,6 +362,11 @@ def render_user(media_reader: MediaReader, summary: UserSummary) -> str:
     return orjson.dumps(media_reader.serializer.user_summary(summary, _REF_BASE)).decode().replace(_REF_BASE, BASE)
 
 
+def render_json(build: Callable[[str], object]) -> str:
+    """`build(base)`'s JSON as a fragment, its relative storage URLs under BASE (other reads' objects)."""
+    return orjson.dumps(build(_REF_BASE)).decode().replace(_REF_BASE, BASE)
+
+
 class RenderedFeed:
     def __init__(self, redis, feeds: FeedManager) -> None:
         # Every cache backend is shared and invalidated by writers (app/platform/cache.py),
@@ -446,6 +452,10 @@ class RenderedFeed:
             self._remember(cut)
             found = [parts if parts is not None else cut[(base, h)] for h, parts in zip(hashes, found)]
         return found
+
+    def keep(self, fragments: dict[str, str], base: str) -> None:
+        """Keep fragments another read rendered (hash: text) in this process, cut for `base`."""
+        self._remember({(base, digest): _cut(text, base) for digest, text in fragments.items()})
 
     def _remember(self, cut: dict[tuple[str, str], list[str]]) -> None:
         """Keep fragments in this process, the oldest out first past LOCAL_FRAGMENTS."""

@@ -24,6 +24,8 @@ LIKED = "liked:"  # set: the photos a user liked
 # -- the social graph's warm copy (app.social.graph) ---------------------------------
 RELATIONS = "rel:"  # hash: a user's follow requests and blocks either way, by the other user's id
 PRIVATE = "private:"  # string: "1" when the account is private, "0" when public
+# -- warm profile reads (app.reads.profiles) ------------------------------------------
+RENDERED_PROFILE = "uf:"  # the hash of a user's rendered full object (with counts)
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -116,6 +118,10 @@ def private_key(user_id: int) -> str:
 
 def private_clock_key(user_id: int) -> str:
     return f"{PRIVATE}{user_id}{CLOCK_SUFFIX}"
+
+
+def rendered_profile_key(user_id: int) -> str:
+    return f"{RENDERED_PROFILE}{user_id}"
 
 
 def activity_key(user_id: int) -> str:
