@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from app.feeds.rendered import Miss, Rendered
-from app.platform.keys import rendered_profile_key
+from app.platform.keys import activity_key, activity_seen_key, rendered_profile_key
 from app.social.relationships import relationship
 from app.social.visibility import is_blocked
 from models import User
@@ -271,3 +271,114 @@ def test_relationship_errors_answer_as_the_long_way(shutter):
         assert_error(shutter.get("/v1/users/self/relationship", alice), 400, "APIInvalidParametersError")
         assert_error(shutter.get("/v1/users/1234567890123456789/relationship", alice), 404, "APINotFoundError")
         assert_error(shutter.get("/v1/users/x1/relationship", alice), 400, "APIInvalidParametersError")
+
+
+# -- GET /users/self/activity ------------------------------------------------------------
+
+def get_activity(shutter, account, **params):
+    """The activity read's response, and whether the warm path answered it."""
+    before = warm_reads("activity")
+    response = shutter.get("/v1/users/self/activity", account, **params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response, warm_reads("activity") == before + 1
+
+
+def long_way_activity(shutter, account, **params) -> dict:
+    """What the long way answers now: with the copy in Redis gone, it reads the table."""
+    services_of(shutter).redis.delete(activity_key(int(account.id)))
+    response, warm_path = get_activity(shutter, account, **params)
+    assert not warm_path
+    return response.json
+
+
+def assert_activity(shutter, account, **params) -> list[dict]:
+    """The long way's answer, then the same warm, with no SQL."""
+    expected = long_way_activity(shutter, account, **params)
+    with statements(shutter) as sql:
+        response, warm_path = get_activity(shutter, account, **params)
+    assert warm_path and sql == [], sql
+    assert response.json == expected
+    return expected["data"]
+
+
+def test_a_warm_activity_read_runs_no_sql_and_equals_the_long_way(shutter):
+    alice, bob, carol = (shutter.account(n) for n in ("alice", "bob", "carol"))
+    photo = post_photo(shutter, alice, caption="hi @carol")
+    follow(shutter, bob, alice)
+    assert shutter.post(f"/v1/media/{photo}/likes", bob).status_code == 200
+    assert shutter.post(f"/v1/media/{photo}/comments", bob, text="nice @carol").status_code == 200
+    assert shutter.post(f"/v1/media/{photo}/likes", alice).status_code == 200
+    data = assert_activity(shutter, alice)
+    assert [(a["type"], a["from"]["username"]) for a in data] == [("comment", "bob"), ("like", "bob"), ("follow", "bob")]
+    assert data[0]["comment"]["text"] == "nice @carol" and data[0]["media"]["user_has_liked"] is True
+    assert data[0]["media"]["likes"]["count"] == 2
+    assert [a["type"] for a in assert_activity(shutter, carol)] == ["mention", "mention"]
+    # Pages: the cursor and the page after it, warm too.
+    first = shutter.get("/v1/users/self/activity", alice, count=2).json
+    cursor = first["pagination"]["next_max_id"]
+    assert [a["id"] for a in first["data"]] == [a["id"] for a in data[:2]]
+    assert assert_activity(shutter, alice, count=2) == first["data"]
+    assert [a["id"] for a in assert_activity(shutter, alice, count=2, max_id=cursor)] == [data[2]["id"]]
+
+
+def test_the_warm_activity_read_marks_it_seen_as_the_long_way(shutter):
+    alice, bob = shutter.account("alice"), shutter.account("bob")
+    follow(shutter, bob, alice)
+    redis = services_of(shutter).redis
+    newest = assert_activity(shutter, alice)[0]["id"]
+    redis.delete(activity_seen_key(int(alice.id)))
+    assert get_activity(shutter, alice)[1]  # warm
+    assert redis.get(activity_seen_key(int(alice.id))) == newest
+    follow(shutter, shutter.account("carol"), alice)
+    newer, _ = get_activity(shutter, alice, max_id=newest)  # an older page marks nothing
+    assert redis.get(activity_seen_key(int(alice.id))) == newest
+    latest = get_activity(shutter, alice)[0].json["data"][0]["id"]
+    assert redis.get(activity_seen_key(int(alice.id))) == latest != newest
+
+
+def test_warm_activity_is_never_stale(shutter):
+    """After each change: a like, a comment, an unlike, a comment deleted, a photo
+    deleted, a block either way, privacy, a follow ended, a name changed."""
+    alice, bob, carol = (shutter.account(n) for n in ("alice", "bob", "carol"))
+    photo = post_photo(shutter, alice)
+    mine = post_photo(shutter, carol, caption="for @alice")  # a mention of alice on carol's photo
+    follow(shutter, bob, alice)
+    follow(shutter, carol, alice)
+    follow(shutter, alice, carol)
+    assert_activity(shutter, alice)
+    steps = [
+        lambda: shutter.post(f"/v1/media/{photo}/likes", bob),
+        lambda: shutter.post(f"/v1/media/{photo}/comments", carol, text="c1"),
+        lambda: shutter.post(f"/v1/media/{photo}/likes", carol),
+        lambda: shutter.post("/v1/users/self", bob, full_name="Bob Renamed"),
+        lambda: shutter.relate(alice, bob, "block"),  # bob's like is hidden
+        lambda: shutter.relate(alice, bob, "unblock"),
+        lambda: shutter.relate(bob, alice, "follow"),
+        lambda: shutter.relate(bob, alice, "block"),
+        lambda: shutter.relate(bob, alice, "unblock"),
+        lambda: shutter.delete(f"/v1/media/{photo}/likes", bob),
+        lambda: shutter.post("/v1/users/self", carol, is_private="true"),
+        lambda: shutter.relate(alice, carol, "unfollow"),  # carol's photo: no longer seen
+        lambda: shutter.relate(alice, carol, "follow"),  # a request
+        lambda: shutter.relate(carol, alice, "approve"),
+        lambda: shutter.delete(f"/v1/media/{mine}", carol),
+        lambda: shutter.delete(f"/v1/media/{photo}", alice),
+    ]
+    comments = shutter.get(f"/v1/media/{photo}/comments", alice)
+    for i, step in enumerate(steps):
+        response = step()
+        assert response.status_code == 200, (i, response.json)
+        after = shutter.get("/v1/users/self/activity", alice).json  # the first read after the change
+        assert after == long_way_activity(shutter, alice), i
+        assert assert_activity(shutter, alice) == after["data"], i
+    assert comments.status_code == 200
+
+
+def test_a_deleted_comment_leaves_the_warm_activity(shutter):
+    alice, bob = shutter.account("alice"), shutter.account("bob")
+    photo = post_photo(shutter, alice)
+    comment = shutter.post(f"/v1/media/{photo}/comments", bob, text="oops").json["data"]["id"]
+    assert [a["type"] for a in assert_activity(shutter, alice)] == ["comment"]
+    assert shutter.delete(f"/v1/media/{photo}/comments/{comment}", bob).status_code == 200
+    assert shutter.get("/v1/users/self/activity", alice).json["data"] == []
+    assert assert_activity(shutter, alice) == []

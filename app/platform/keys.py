@@ -26,6 +26,7 @@ RELATIONS = "rel:"  # hash: a user's follow requests and blocks either way, by t
 PRIVATE = "private:"  # string: "1" when the account is private, "0" when public
 # -- warm profile reads (app.reads.profiles) ------------------------------------------
 RENDERED_PROFILE = "uf:"  # the hash of a user's rendered full object (with counts)
+ACTIVITY_ENTRY = "ai:"  # an activity's index entry: its actor, its photo, the hash of its rendered object
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -122,6 +123,10 @@ def private_clock_key(user_id: int) -> str:
 
 def rendered_profile_key(user_id: int) -> str:
     return f"{RENDERED_PROFILE}{user_id}"
+
+
+def activity_entry_key(activity_id: int) -> str:
+    return f"{ACTIVITY_ENTRY}{activity_id}"
 
 
 def activity_key(user_id: int) -> str:
