@@ -33,6 +33,7 @@ from app.push.service import PushService
 from app.realtime.callbacks import AddressGuard, HttpCallbacks
 from app.realtime.subscriptions import SubscriptionService
 from app.reads.lists import WarmLists
+from app.reads.profiles import WarmProfiles
 from app.reads.warm import WarmReads
 from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
@@ -104,6 +105,10 @@ class Services:
     def lists(self) -> WarmLists:
         """The warm media lists (a user's, a tag's, a location's, liked, popular)."""
         return WarmLists(self.rendered, self.graph, self.feeds)
+
+    @cached_property
+    def profiles(self) -> WarmProfiles:
+        return WarmProfiles(self.rendered, self.graph, self.feeds)
 
     @cached_property
     def search_backend(self) -> SearchBackend:

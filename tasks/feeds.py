@@ -114,6 +114,11 @@ def forget_users(user_ids: list[int]) -> None:
     services.rendered.forget_users(user_ids)
 
 
+@shared_task(base=FeedTask, name="tasks.feeds.forget_profiles")
+def forget_profiles(user_ids: list[int]) -> None:
+    services.profiles.forget(user_ids)
+
+
 @shared_task(base=FeedTask, name="tasks.feeds.relations_changed")
 def relations_changed(user_ids: list[int]) -> None:
     services.graph.relations_changed(user_ids)

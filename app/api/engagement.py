@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import g, request
 
 from app.api.common import (Blueprint, CursorArgs, Schema, authenticate, current_user, db, next_page, ok, ok_rendered,
                             parse_id, request_token, require_token, warm_viewer)
 from app.api.docs import errors, success, token_auth
-from app.engagement import activity
 from app.engagement import reactions as engagement
 from app.errors import InvalidParameters
-from app.feeds.activity import activity_objects
 from app.feeds.rendered import Miss, Rendered
 from app.services import services
 
@@ -138,13 +137,19 @@ def liked_media(args):
 
 @blp.route("/users/self/activity", methods=["GET"])
 @success(blp, 200, "A page of activity, newest first, with pagination")
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the page)
 @blp.arguments(ActivityArgs(), location="query")
 def activity_feed(args):
     """Likes, comments, follows, follow requests and mentions of you, newest first (count, max_id)."""
-    viewer = current_user()
-    max_id = parse_id(args["max_id"], "max_id")
-    rows, cursor = activity.page(db(), services.redis, viewer.id, args["count"], max_id)
-    if max_id is None:  # the newest page: what a push badge counts starts again
-        activity.mark_seen(services.redis, viewer.id)
-    return ok(activity_objects(services.media, db(), rows, viewer.id), pagination=next_page("next_max_id", cursor, url_param="max_id"))
+    count, max_id = args["count"], parse_id(args["max_id"], "max_id")
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    warm = services.profiles.activity(services.tokens.key(raw_token), count, max_id, base, signed="sig" in request.args)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        services.profiles.mark_seen(g.token.user_id, warm)
+        cursor = int(warm.next) if warm.next else None
+        return ok_rendered(warm.data, pagination=next_page("next_max_id", cursor, url_param="max_id"))
+    authenticate()
+    objects, cursor = services.profiles.activity_page(db(), g.token.user_id, warm, count, max_id, base)
+    return ok(objects, pagination=next_page("next_max_id", cursor, url_param="max_id"))

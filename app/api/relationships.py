@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import g
 
-from app.api.common import Blueprint, Schema, current_user, db, ok, require_token, user_or_404
-from app.api.docs import errors, success
+from app.api.common import (Blueprint, Schema, authenticate, current_user, db, ok, ok_rendered, request_token,
+                            require_token, user_or_404, warm_viewer)
+from app.api.docs import errors, success, token_auth
 from app.engagement import activity
 from app.errors import InvalidParameters, NotFound
+from app.feeds.rendered import Rendered
 from app.services import services
 from app.social import relationships as social
 from app.social import visibility
@@ -30,10 +33,16 @@ def _target(user_id: str, *, hide_if_blocked: bool = True):
 @blp.route("/users/<user_id>/relationship", methods=["GET"])
 @success(blp, 200, "outgoing_status, incoming_status, target_user_is_private")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the graph)
 def get_relationship(user_id):
     """How you and this user relate."""
-    return ok(social.relationship(db(), current_user().id, _target(user_id)))
+    raw_token = request_token()  # a missing token is the first thing said
+    warm = services.profiles.relationship(services.tokens.key(raw_token), user_id)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(warm.data)
+    authenticate()
+    return ok(services.profiles.relationship_object(db(), g.token.user_id, warm, _target(user_id)))
 
 
 @blp.route("/users/<user_id>/relationship", methods=["POST"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import request
+from flask import g, request
 from flask_smorest.fields import Upload
 from sqlalchemy import select
 
@@ -12,20 +12,25 @@ from app.api.common import (
     Blueprint,
     CursorArgs,
     Schema,
+    authenticate,
     current_user,
     db,
     next_page,
     ok,
+    ok_rendered,
     parse_id,
+    request_token,
     require_token,
     user_or_404,
+    warm_viewer,
 )
-from app.api.docs import NO_AUTH, errors, multipart, success
+from app.api.docs import NO_AUTH, errors, multipart, success, token_auth
 from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
+from app.feeds.rendered import Rendered
 from app.platform.aftercommit import after_commit
-from app.platform.changes import owner_visibility_changed, user_changed
+from app.platform.changes import owner_visibility_changed, profiles_changed, user_changed
 from app.platform.paging import split_page
 from app.services import services
 from app.social import relationships as social
@@ -95,13 +100,20 @@ def signup(args):
 @blp.route("/users/<user_id>", methods=["GET"])
 @success(blp, 200, "The user (full object, with counts)")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the profile)
 def get_user(user_id):
     """A user's full profile, with counts."""
+    raw_token = request_token()  # a missing token is the first thing said
+    base = services.serializer.url_base()
+    warm = services.profiles.user(services.tokens.key(raw_token), user_id, base)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(warm.data)
+    authenticate()
     user = user_or_404(user_id)
-    if visibility.is_blocked(db(), user.id, current_user().id):
+    if visibility.is_blocked(db(), user.id, g.token.user_id):
         raise NotFound("this user does not exist")
-    return ok(services.serializer.user_full(user))
+    return ok(services.profiles.user_full(db(), g.token.user_id, warm, user, base))
 
 
 @blp.route("/users/self", methods=["POST"])
@@ -135,6 +147,7 @@ def edit_profile(args):
             activity.request_approved(session, *pair)
             services.feeds.apply_change(session, social.Change("approve", follow_started=pair))  # their feeds
     user_changed(session, user.id)  # cached summaries: name, picture; the user search's entry
+    profiles_changed(session, [user.id])  # the rendered full object: every field it shows
     if was_private != user.is_private:
         owner_visibility_changed(session, user.id)  # their photos' search documents
     if replaced:  # an old public picture left behind costs only its bytes

@@ -204,6 +204,13 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
     activity whose media the user cannot see (yet): a caption mention shows
     once the photo is published.
     """
+    shown, cursor, _ = page_rows(session, redis, user_id, count, max_id)
+    return shown, cursor
+
+
+def page_rows(session: Session, redis, user_id: int, count: int,
+              max_id: int | None) -> tuple[list[Activity], int | None, list[Activity]]:
+    """page(), and every row the page looked at, shown or not (what a warm read of it needs)."""
     ids = _page_ids(session, redis, user_id, count, max_id)
     more = len(ids) > count
     ids = ids[:count]
@@ -223,7 +230,7 @@ def page(session: Session, redis, user_id: int, count: int, max_id: int | None) 
     visible = visibility.visible_photo_ids(session, user_id, photo_ids)
     shown = [rows[i] for i in ids if i in rows and rows[i].actor_id not in blocked
              and (rows[i].photo_id is None or rows[i].photo_id in visible)]
-    return shown, (ids[-1] if more else None)
+    return shown, (ids[-1] if more else None), [rows[i] for i in ids if i in rows]
 
 
 # -- the social graph ----------------------------------------------------------

@@ -13,20 +13,31 @@ def activity_objects(reader: MediaReader, session: Session, rows: list[Activity]
     actors = reader.user_summaries(session, {a.actor_id for a in rows})
     photo_ids = list(dict.fromkeys(a.photo_id for a in rows if a.photo_id))
     media = {int(m["id"].split("_")[0]): m for m in reader.by_ids(session, photo_ids, viewer_id)}
-    comment_ids = [a.comment_id for a in rows if a.comment_id]
-    comments = {c.id: c for c in session.scalars(select(Comment).where(Comment.id.in_(comment_ids)))} \
-        if comment_ids else {}
+    comments = activity_comments(session, rows)
     return [
-        {
-            "id": str(a.id),
-            "type": a.type,
-            "created_time": str(int(a.created_at.timestamp())),
-            "from": reader.serializer.user_summary(actors[a.actor_id]),
-            "media": media.get(a.photo_id),
-            "comment": (reader.serializer.comment_json(comments[a.comment_id], actors[a.actor_id])
-                        if a.comment_id in comments else None),
-            # linked_account_revoked: which network (the photo that could not be shared is "media")
-            **({"network": a.detail} if a.type == "linked_account_revoked" else {}),
-        }
+        activity_json(reader.serializer, a, reader.serializer.user_summary(actors[a.actor_id]),
+                      media.get(a.photo_id), comments.get(a.comment_id))
         for a in rows if a.actor_id in actors
     ]
+
+
+def activity_comments(session: Session, rows: list[Activity]) -> dict[int, Comment]:
+    """The comments of these activities, by id (a deleted one is missing)."""
+    comment_ids = [a.comment_id for a in rows if a.comment_id]
+    return {c.id: c for c in session.scalars(select(Comment).where(Comment.id.in_(comment_ids)))} \
+        if comment_ids else {}
+
+
+def activity_json(serializer, a: Activity, actor, media, comment: Comment | None) -> dict:
+    """One activity's object: `actor` is its actor's summary (or what stands for it:
+    app.reads renders placeholders), `media` its media object or None."""
+    return {
+        "id": str(a.id),
+        "type": a.type,
+        "created_time": str(int(a.created_at.timestamp())),
+        "from": actor,
+        "media": media,
+        "comment": {**serializer.comment_json(comment, None), "from": actor} if comment is not None else None,
+        # linked_account_revoked: which network (the photo that could not be shared is "media")
+        **({"network": a.detail} if a.type == "linked_account_revoked" else {}),
+    }

@@ -72,6 +72,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 from string import Template
 
 import orjson
@@ -361,6 +362,18 @@ def render_user(media_reader: MediaReader, summary: UserSummary) -> str:
     return orjson.dumps(media_reader.serializer.user_summary(summary, _REF_BASE)).decode().replace(_REF_BASE, BASE)
 
 
+def placeholder(name: str) -> str:
+    """What stands for placeholder `name` (a user id, LIKED_REF…) in an object given to render_json."""
+    return f"{_REF}:{name}"
+
+
+def render_json(build: Callable[[str], object]) -> str:
+    """`build(base)`'s JSON as a fragment (other reads' objects): its relative storage
+    URLs under BASE, its placeholder() strings as placeholders."""
+    text = orjson.dumps(build(_REF_BASE)).decode().replace(_REF_BASE, BASE)
+    return _REF_PATTERN.sub(lambda m: f"{REF_START}{m[1]}{REF_END}", text)
+
+
 class RenderedFeed:
     def __init__(self, redis, feeds: FeedManager) -> None:
         # Every cache backend is shared and invalidated by writers (app/platform/cache.py),
@@ -446,6 +459,15 @@ class RenderedFeed:
             self._remember(cut)
             found = [parts if parts is not None else cut[(base, h)] for h, parts in zip(hashes, found)]
         return found
+
+    def fragments(self, hashes: list[str], base: str) -> list[list[str]] | None:
+        """The fragments named, cut for `base` (literal text at even indexes, placeholder
+        names at odd ones); None if Redis no longer has one. For other reads' replies."""
+        return self._fragments_for(hashes, base)
+
+    def keep(self, fragments: dict[str, str], base: str) -> None:
+        """Keep fragments another read rendered (hash: text) in this process, cut for `base`."""
+        self._remember({(base, digest): _cut(text, base) for digest, text in fragments.items()})
 
     def _remember(self, cut: dict[tuple[str, str], list[str]]) -> None:
         """Keep fragments in this process, the oldest out first past LOCAL_FRAGMENTS."""

@@ -31,7 +31,7 @@ from app.media import imaging
 from app.media.storage import Storage, StorageError
 from app.platform import metrics, outbox
 from app.platform.aftercommit import after_commit
-from app.platform.changes import photo_changed, photo_listed
+from app.platform.changes import photo_changed, photo_listed, profiles_changed
 from models import Location, Photo, PhotoTag, Tag, User, utcnow
 from models.ids import shortcode
 
@@ -259,6 +259,7 @@ def publish_photo(session: Session, celery, photo_id: int, feeds=None,
     metrics.count_after_commit(session, metrics.PHOTOS_READY)
     metrics.observe_after_commit(session, metrics.UPLOAD_TO_READY, (ready_at - photo.created_at).total_seconds())
     session.execute(update(User).where(User.id == photo.user_id).values(media_count=User.media_count + 1))
+    profiles_changed(session, [photo.user_id])
     tags.count_photo(session, photo_id, +1)
     photo_listed(session, photo_id, photo.user_id, tags.names_of(session, photo_id), photo.location_id, True)
     unit = after_commit(session)
@@ -329,6 +330,7 @@ def delete_photo(session: Session, storage: Storage, photo: Photo, celery=None, 
         tags.count_tags(session, [row.tag_id for row in tag_rows], -1)
         photo_listed(session, photo_id, gone.user_id, sorted(row.name for row in tag_rows), gone.location_id, False)
         session.execute(update(User).where(User.id == gone.user_id).values(media_count=User.media_count - 1))
+        profiles_changed(session, [gone.user_id])
     unit = after_commit(session)
     if celery is not None and was_ready:
         unit.must_happen(session, outbox.task("tasks.feeds.remove_photo", photo_id=photo_id, user_id=gone.user_id),

@@ -56,9 +56,9 @@ class Serializer:
             "profile_picture": self.media_url(user.profile_picture_key, base),
         }
 
-    def user_full(self, user: User) -> dict:
+    def user_full(self, user: User, base: str | None = None) -> dict:
         return {
-            **self.user_summary(user),
+            **self.user_summary(user, base),
             "bio": user.bio,
             "website": user.website,
             "is_private": user.is_private,

@@ -18,6 +18,7 @@ from app.platform.keys import cached_photo_keys, cached_user_key
 INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
+FORGET_PROFILES_TASK = "tasks.feeds.forget_profiles"
 LIKED_TASK = "tasks.feeds.liked_changed"
 # The warm media lists' (app.reads.lists): each reads the rows again, so a late run is harmless.
 PHOTO_LISTED_TASK = "tasks.feeds.photo_listed"
@@ -55,6 +56,23 @@ def user_changed(session: Session, user_id: int) -> None:
     unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
                      user_ids=[user_id])
     user_indexed(session, user_id)
+
+
+# The after-commit unit's state: the users whose full objects this transaction changed.
+PROFILES_CHANGED = "profiles_changed"
+
+
+def profiles_changed(session: Session, user_ids) -> None:
+    """What their full user objects show changed (a profile field, a count): the
+    rendered ones go (app.reads.profiles; they would show it for an hour), once per
+    transaction for all of them."""
+    unit = after_commit(session)
+    changed = unit.state.get(PROFILES_CHANGED)
+    if changed is None:
+        changed = unit.state[PROFILES_CHANGED] = []
+        unit.best_effort("profiles.forget", lambda user_ids: unit.services.profiles.forget(user_ids),
+                         retry_as=FORGET_PROFILES_TASK, user_ids=changed)
+    changed.extend(i for i in user_ids if i not in changed)
 
 
 def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) -> None:

@@ -29,6 +29,9 @@ USER_MEDIA = "um:"  # a user's ready photo ids
 TAG_MEDIA = "tm:"  # a tag's ready photo ids, by the tag's (lower-cased) name
 LOCATION_MEDIA = "lm:"  # a location's ready photo ids
 LIKED_MEDIA = "lkm:"  # "<like id>:<photo id>" of the photos a user liked
+# -- warm profile reads (app.reads.profiles) ------------------------------------------
+RENDERED_PROFILE = "uf:"  # the hash of a user's rendered full object (with counts)
+ACTIVITY_ENTRY = "ai:"  # an activity's index entry: its actor, its photo, the hash of its rendered object
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -142,6 +145,14 @@ def liked_media_key(user_id: int) -> str:
 def list_clock_key(list_key: str) -> str:
     """When a media list's members last changed (app.platform.clocks)."""
     return f"{list_key}{CLOCK_SUFFIX}"
+
+
+def rendered_profile_key(user_id: int) -> str:
+    return f"{RENDERED_PROFILE}{user_id}"
+
+
+def activity_entry_key(activity_id: int) -> str:
+    return f"{ACTIVITY_ENTRY}{activity_id}"
 
 
 def activity_key(user_id: int) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidParameters, NotAllowed
 from app.platform import metrics
 from app.platform.aftercommit import after_commit
-from app.platform.changes import relations_changed
+from app.platform.changes import profiles_changed, relations_changed
 from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
 
@@ -51,6 +51,7 @@ def _bump_counts(session: Session, follower_id: int, followee_id: int, delta: in
         execution_options={"synchronize_session": False},
     )
     after_commit(session).state.setdefault(FOLLOWED_BY_CHANGED, []).append((followee_id, followed_by, delta))
+    profiles_changed(session, [follower_id, followee_id])  # their counts
 
 
 def relationship(session: Session, viewer_id: int, target: User) -> dict:
