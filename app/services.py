@@ -32,6 +32,7 @@ from app.push.apns import ApnsProvider, ProviderToken
 from app.push.service import PushService
 from app.realtime.callbacks import AddressGuard, HttpCallbacks
 from app.realtime.subscriptions import SubscriptionService
+from app.reads.social import WarmSocialLists
 from app.reads.warm import WarmReads
 from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
@@ -98,6 +99,10 @@ class Services:
     @cached_property
     def reads(self) -> WarmReads:
         return WarmReads(self.rendered, self.graph, self.feeds)
+
+    @cached_property
+    def social_lists(self) -> WarmSocialLists:
+        return WarmSocialLists(self.rendered, self.graph, self.media)
 
     @cached_property
     def search_backend(self) -> SearchBackend:

@@ -103,6 +103,15 @@ def warm_viewer(rendered) -> None:
     authorize(services.tokens.from_cached(rendered.token))
 
 
+def warm_ids(*raw_ids: tuple[str | None, str]) -> list[int | None] | None:
+    """parse_id of each (raw, what) for a warm read, or None when one is malformed:
+    the long way says so, after authenticating as require_token would."""
+    try:
+        return [parse_id(raw, what) for raw, what in raw_ids]
+    except InvalidParameters:
+        return None
+
+
 def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:
     """v1's pagination block: the next cursor and the URL that fetches it.
 

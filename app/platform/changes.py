@@ -18,6 +18,7 @@ from app.platform.keys import cached_photo_keys, cached_user_key
 INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
+FORGET_FOLLOW_LISTS_TASK = "tasks.feeds.forget_follow_lists"
 LIKED_TASK = "tasks.feeds.liked_changed"
 # The search index's (tasks/search.py): each reads the rows again, so a late or repeated run is harmless.
 INDEX_TAGS_TASK = "tasks.search.index_tags"
@@ -52,6 +53,15 @@ def user_changed(session: Session, user_id: int) -> None:
     unit.best_effort("rendered.forget_users", svc.rendered.forget_users, retry_as=FORGET_USERS_TASK,
                      user_ids=[user_id])
     user_indexed(session, user_id)
+
+
+def follow_lists_changed(session: Session, user_ids) -> None:
+    """Follows or follow requests between these users changed: their warm lists of
+    followers, followees and requests (app.reads.social) go, as rendered media do."""
+    user_ids = sorted(set(user_ids))
+    unit = after_commit(session)
+    unit.best_effort("social_lists.forget_follow_lists", unit.services.social_lists.forget_follow_lists,
+                     retry_as=FORGET_FOLLOW_LISTS_TASK, user_ids=user_ids)
 
 
 def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) -> None:

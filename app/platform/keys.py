@@ -24,6 +24,12 @@ LIKED = "liked:"  # set: the photos a user liked
 # -- the social graph's warm copy (app.social.graph) ---------------------------------
 RELATIONS = "rel:"  # hash: a user's follow requests and blocks either way, by the other user's id
 PRIVATE = "private:"  # string: "1" when the account is private, "0" when public
+# -- warm lists (app.reads.social): strings of fixed-width records, tombstoned like mi: -------------
+COMMENTS_LIST = "list:comments:"  # a photo's comments, oldest first: comment id, author id, fragment hash
+LIKES_LIST = "list:likes:"  # a photo's likes, newest first: like id, liker id
+FOLLOWED_BY_LIST = "list:followed-by:"  # a user's followers, newest follow first: follow id, follower id
+FOLLOWS_LIST = "list:follows:"  # whom a user follows, newest follow first: follow id, followee id
+REQUESTED_BY_LIST = "list:requested-by:"  # who asked to follow a user, newest first: follow id, asker id
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -116,6 +122,24 @@ def private_key(user_id: int) -> str:
 
 def private_clock_key(user_id: int) -> str:
     return f"{PRIVATE}{user_id}{CLOCK_SUFFIX}"
+
+
+def comments_list_key(photo_id: int) -> str:
+    return f"{COMMENTS_LIST}{photo_id}"
+
+
+def likes_list_key(photo_id: int) -> str:
+    return f"{LIKES_LIST}{photo_id}"
+
+
+def photo_list_keys(photo_id: int) -> list[str]:
+    """The warm lists of a photo: what its like and comment writers forget."""
+    return [comments_list_key(photo_id), likes_list_key(photo_id)]
+
+
+def follow_list_keys(user_id: int) -> list[str]:
+    """The warm lists of a user's follows either way: what follow changes forget."""
+    return [f"{FOLLOWED_BY_LIST}{user_id}", f"{FOLLOWS_LIST}{user_id}", f"{REQUESTED_BY_LIST}{user_id}"]
 
 
 def activity_key(user_id: int) -> str:
