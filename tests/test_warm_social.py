@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import pytest
 
+from app.feeds.rendered import Miss
 from app.platform import keys
+from app.reads import social
 from tests.support import Shutter, assert_error
 from tests.test_feeds import follow, post_photo, services_of
+from models import Photo
 from tests.test_warm_media import statements, warm_reads
+
+BASE = "http://shutter.test"
 
 
 @pytest.fixture
@@ -325,3 +330,44 @@ def test_bad_input_and_unknown_subjects_answer_as_before(shutter):
     # A bad token is said before a bad cursor, as before.
     assert_error(shutter.get(f"/v1/users/{owner.id}/follows", cursor="x", access_token="bad"), 400,
                  "OAuthAccessTokenException")
+
+
+# -- the rules of the store ------------------------------------------------------------
+
+def test_a_rebuild_that_started_before_a_commit_is_not_stored(shutter):
+    owner, viewer, fan = (shutter.account(n) for n in ("owner", "viewer", "fan"))
+    photo = post_photo(shutter, owner)
+    svc = services_of(shutter)
+    token_key = svc.tokens.key(viewer.token)
+    likes_miss = svc.social_lists.likes(token_key, photo, 20, None, BASE)
+    followers_miss = svc.social_lists.follow_list("followed-by", token_key, int(owner.id), 20, None, BASE)
+    assert isinstance(likes_miss, Miss) and isinstance(followers_miss, Miss)
+    # Committed after those reads missed, before they store what they read.
+    assert shutter.post(f"/v1/media/{photo}/likes", fan).status_code == 200
+    follow(shutter, fan, owner)
+    with shutter.client.application.app_context(), svc.db.session() as session:
+        svc.social_lists.likes_page(session, int(viewer.id), likes_miss, session.get(Photo, photo), 20, None, BASE)
+        svc.social_lists.warm_follow_list(session, int(viewer.id), followers_miss, "followed-by", int(owner.id), BASE)
+    for key in (keys.likes_list_key(photo), f"{keys.FOLLOWED_BY_LIST}{owner.id}"):
+        assert svc.redis.get(key).startswith("~")  # the writers' tombstones stand
+    assert names(get(shutter, viewer, f"/v1/media/{photo}/likes")[0]) == ["fan"]
+    assert names(warm_read(shutter, viewer, f"/v1/media/{photo}/likes")) == ["fan"]
+
+
+def test_pages_past_a_truncated_list_are_the_databases(shutter, monkeypatch):
+    monkeypatch.setattr(social, "LIST_LIMIT", 3)  # the stored rows per list, small enough to pass
+    owner, viewer = shutter.account("owner"), shutter.account("viewer")
+    photo = post_photo(shutter, owner)
+    path = f"/v1/media/{photo}/comments"
+    for i in range(5):
+        assert shutter.post(path, owner, text=f"c{i}").status_code == 200
+    first = long_way(shutter, viewer, path, count=2)
+    assert warm_read(shutter, viewer, path, count=2).json == first.json
+    cursor = first.json["pagination"]["next_cursor"]
+    # c2 is stored but c3 is not: whether more follow is the database's to say
+    second, warm = get(shutter, viewer, path, count=2, cursor=cursor)
+    assert not warm and [c["text"] for c in second.json["data"]] == ["c2", "c3"]
+    assert not get(shutter, viewer, path, count=1, cursor=cursor)[1]  # c3 would tell whether more follow
+    # Within what is stored, warm: c1, and c2 says more follow.
+    within = warm_read(shutter, viewer, path, count=1, cursor=first.json["data"][0]["id"])
+    assert [c["text"] for c in within.json["data"]] == ["c1"] and within.json["pagination"]["next_cursor"]
