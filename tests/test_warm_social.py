@@ -23,12 +23,8 @@ def shutter(make_app):
     return Shutter(make_app().test_client())
 
 
-def list_keys(path: str) -> list[str]:
-    """The warm list a path reads, whatever its subject (dropped to read the long way)."""
-    parts = path.strip("/").split("/")  # v1, media|users, id, list
-    prefix = {"comments": keys.COMMENTS_LIST, "likes": keys.LIKES_LIST, "followed-by": keys.FOLLOWED_BY_LIST,
-              "follows": keys.FOLLOWS_LIST, "requested-by": keys.REQUESTED_BY_LIST}[parts[3]]
-    return [prefix]
+LIST_PREFIXES = {"comments": keys.COMMENTS_LIST, "likes": keys.LIKES_LIST, "followed-by": keys.FOLLOWED_BY_LIST,
+                 "follows": keys.FOLLOWS_LIST, "requested-by": keys.REQUESTED_BY_LIST}
 
 
 def read_name(path: str) -> str:
@@ -46,9 +42,8 @@ def get(shutter, account, path, expect=200, **params):
 def long_way(shutter, account, path, **params):
     """The page from the database: the list dropped first, so the read misses (and stores it again)."""
     redis = services_of(shutter).redis
-    for prefix in list_keys(path):
-        for key in redis.scan_iter(f"{prefix}*"):
-            redis.delete(key)
+    for key in redis.scan_iter(f"{LIST_PREFIXES[read_name(path)]}*"):
+        redis.delete(key)
     response, warm = get(shutter, account, path, **params)
     assert not warm
     return response

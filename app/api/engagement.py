@@ -60,7 +60,7 @@ def _photo(media_id: str):
 @token_auth()  # it authenticates itself (the warm read checks the token with the page)
 @blp.arguments(LikePageArgs(), location="query")
 def get_likes(args, media_id):
-    """The users who liked this media, newest like first (count, max_like_id)."""
+    """The users who liked this media, newest first (count, max_like_id)."""
     raw_token = request_token()  # a missing token is the first thing said
     base = services.serializer.url_base()
     ids = warm_ids((media_id, "media id"), (args["max_like_id"], "max_like_id"))

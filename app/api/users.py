@@ -4,7 +4,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import g, request
 from flask_smorest.fields import Upload
-from sqlalchemy import select
 
 from app.accounts.auth import new_password_hash, set_password
 from app.accounts.registration import USERNAME, AccountTaken, create_user
@@ -32,11 +31,10 @@ from app.extensions import limiter
 from app.feeds.rendered import Miss, Rendered
 from app.platform.aftercommit import after_commit
 from app.platform.changes import owner_visibility_changed, user_changed
-from app.platform.paging import split_page
 from app.services import services
 from app.social import relationships as social
 from app.social import visibility
-from models import Follow, User, begin_write
+from models import User, begin_write
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
@@ -185,22 +183,9 @@ def _follow_list(kind: str, user_id: str, args):
         return ok_rendered(f"[{warm.data}]", pagination=next_page("next_cursor", warm.next or None, url_param="cursor"))
     authenticate()
     user = current_user() if kind == "requested-by" else _visible_graph_owner(user_id)
-    followers, status = kind != "follows", "pending" if kind == "requested-by" else "active"
-    mine, theirs = (Follow.followee_id, Follow.follower_id) if followers else (Follow.follower_id, Follow.followee_id)
-    query = (
-        select(User, Follow.id)
-        .join(Follow, theirs == User.id)
-        .where(mine == user.id, Follow.status == status)
-        .order_by(Follow.id.desc())
-        .limit(args["count"] + 1)
-    )
-    cursor = parse_id(args["cursor"], "cursor")
-    if cursor is not None:
-        query = query.where(Follow.id < cursor)
-    rows, next_cursor = split_page(db().execute(query).all(), args["count"], lambda row: row[1])
-    services.social_lists.warm_follow_list(db(), g.token.user_id, warm, kind, user.id, base)
-    pagination = next_page("next_cursor", next_cursor, url_param="cursor")
-    return ok([services.serializer.user_summary(u) for u, _ in rows], pagination=pagination)
+    users, cursor = services.social_lists.follow_page(db(), g.token.user_id, warm, kind, user.id, args["count"],
+                                                      parse_id(args["cursor"], "cursor"), base)
+    return ok(users, pagination=next_page("next_cursor", cursor, url_param="cursor"))
 
 
 def _visible_graph_owner(user_id: str) -> User:

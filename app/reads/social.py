@@ -58,9 +58,10 @@ from app.feeds.rendered import (
 )
 from app.media.reader import MediaReader, UserSummary
 from app.platform import keys
+from app.platform.paging import split_page
 from app.platform.keys import comments_list_key, follow_list_keys, fragment_key, likes_list_key
 from app.social.graph import MAY_SEE_LUA, SocialGraph
-from models import Comment, Follow, Like, Photo
+from models import Comment, Follow, Like, Photo, User
 
 log = logging.getLogger(__name__)
 
@@ -299,9 +300,21 @@ class WarmSocialLists:
             self._warm_likes(session, viewer_id, miss, photo, base)
         return page, cursor
 
+    def follow_page(self, session: Session, viewer_id: int, miss: Miss, kind: str, owner_id: int, count: int,
+                    cursor: int | None, base: str) -> tuple[list[dict], int | None]:
+        """A FOLLOW_LISTS list's page from the database (the viewer may see it: the caller checked)."""
+        mine, theirs, status, _ = FOLLOW_LISTS[kind]
+        query = (select(User, Follow.id).join(Follow, theirs == User.id)
+                 .where(mine == owner_id, Follow.status == status).order_by(Follow.id.desc()).limit(count + 1))
+        if cursor is not None:
+            query = query.where(Follow.id < cursor)
+        rows, next_cursor = split_page(session.execute(query).all(), count, lambda row: row[1])
+        self.warm_follow_list(session, viewer_id, miss, kind, owner_id, base)
+        return [self.media.serializer.user_summary(user) for user, _ in rows], next_cursor
+
     def warm_follow_list(self, session: Session, viewer_id: int, miss: Miss, kind: str, owner_id: int,
                          base: str) -> None:
-        """After the long way of a FOLLOW_LISTS list (the viewer may see it: the caller checked)."""
+        """What the next read of a FOLLOW_LISTS list needs, after `miss`."""
         if not self._worth_warming(miss):
             return
         mine, theirs, status, prefix = FOLLOW_LISTS[kind]
