@@ -322,9 +322,12 @@ def test_bad_input_and_unknown_subjects_answer_as_before(shutter):
     assert_error(shutter.get("/v1/users/nope/followed-by", viewer), 400, "APIInvalidParametersError")
     assert_error(shutter.get("/v1/users/1234567890123456789/follows", viewer), 404, "APINotFoundError")
     assert_error(shutter.get("/v1/users/self/requested-by", viewer, cursor="x"), 400, "APIInvalidParametersError")
-    # A bad token is said before a bad cursor, as before.
-    assert_error(shutter.get(f"/v1/users/{owner.id}/follows", cursor="x", access_token="bad"), 400,
-                 "OAuthAccessTokenException")
+    # A bad or missing token is said before bad input, as under require_token.
+    for path in (f"/v1/media/{photo}/comments", f"/v1/media/{photo}/likes", f"/v1/users/{owner.id}/follows",
+                 f"/v1/users/{owner.id}/followed-by", "/v1/users/self/requested-by"):
+        for bad in ({"cursor": "x", "max_like_id": "x"}, {"count": "0"}):
+            assert_error(shutter.get(path, access_token="bad", **bad), 400, "OAuthAccessTokenException")
+            assert_error(shutter.get(path, **bad), 400, "OAuthParameterException")
 
 
 # -- the rules of the store ------------------------------------------------------------

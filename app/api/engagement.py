@@ -18,6 +18,7 @@ from app.api.common import (
     parse_id,
     request_token,
     require_token,
+    token_first,
     warm_ids,
     warm_viewer,
 )
@@ -58,6 +59,7 @@ def _photo(media_id: str):
 @success(blp, 200, "A page of users (summaries) who liked it, with pagination")
 @errors(404)
 @token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(LikePageArgs(), location="query")
 def get_likes(args, media_id):
     """The users who liked this media, newest first (count, max_like_id)."""
@@ -100,6 +102,7 @@ def unlike(media_id):
 @success(blp, 200, "A page of comments, oldest first, with pagination")
 @errors(404)
 @token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def get_comments(args, media_id):
     """This media's comments, oldest first (count, cursor)."""

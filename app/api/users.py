@@ -20,6 +20,7 @@ from app.api.common import (
     parse_id,
     request_token,
     require_token,
+    token_first,
     user_or_404,
     warm_ids,
     warm_viewer,
@@ -199,6 +200,7 @@ def _visible_graph_owner(user_id: str) -> User:
 @success(blp, 200, "A page of users (summaries), with pagination")
 @errors(404)
 @token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def follows(args, user_id):
     """The users this user follows."""
@@ -209,6 +211,7 @@ def follows(args, user_id):
 @success(blp, 200, "A page of users (summaries), with pagination")
 @errors(404)
 @token_auth()
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def followed_by(args, user_id):
     """The users who follow this user."""
@@ -218,6 +221,7 @@ def followed_by(args, user_id):
 @blp.route("/users/self/requested-by", methods=["GET"])
 @success(blp, 200, "A page of users (summaries), with pagination")
 @token_auth()
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def requested_by(args):
     """The users who asked to follow you."""
