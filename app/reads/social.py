@@ -58,8 +58,8 @@ from app.feeds.rendered import (
 )
 from app.media.reader import MediaReader, UserSummary
 from app.platform import keys
-from app.platform.paging import split_page
 from app.platform.keys import comments_list_key, follow_list_keys, fragment_key, likes_list_key
+from app.platform.paging import split_page
 from app.social.graph import MAY_SEE_LUA, SocialGraph
 from models import Comment, Follow, Like, Photo, User
 
@@ -271,7 +271,8 @@ class WarmSocialLists:
               base: str) -> Rendered | Miss:
         if subject_id is not None and not _wide(subject_id):  # never stored
             return Miss("width", 0)
-        args = ["" if subject_id is None else str(subject_id), count, "" if cursor is None else str(cursor).zfill(ID_WIDTH)]
+        subject = "" if subject_id is None else str(subject_id)
+        args = [subject, count, "" if cursor is None else str(cursor).zfill(ID_WIDTH)]  # compared as strings
         try:
             reply = self.rendered.run(self._scripts[read], [token_key], args)
         except RedisError:  # the long way still answers
