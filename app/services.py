@@ -34,6 +34,7 @@ from app.realtime.callbacks import AddressGuard, HttpCallbacks
 from app.realtime.subscriptions import SubscriptionService
 from app.reads.lists import WarmLists
 from app.reads.profiles import WarmProfiles
+from app.reads.social import WarmSocialLists
 from app.reads.warm import WarmReads
 from app.search.interface import SearchBackend
 from app.search.redis_backend import RedisSearch
@@ -109,6 +110,10 @@ class Services:
     @cached_property
     def profiles(self) -> WarmProfiles:
         return WarmProfiles(self.rendered, self.graph, self.feeds)
+
+    @cached_property
+    def social_lists(self) -> WarmSocialLists:
+        return WarmSocialLists(self.rendered, self.graph, self.media)
 
     @cached_property
     def search_backend(self) -> SearchBackend:

@@ -119,6 +119,11 @@ def forget_profiles(user_ids: list[int]) -> None:
     services.profiles.forget(user_ids)
 
 
+@shared_task(base=FeedTask, name="tasks.feeds.forget_follow_lists")
+def forget_follow_lists(user_ids: list[int]) -> None:
+    services.social_lists.forget_follow_lists(user_ids)
+
+
 @shared_task(base=FeedTask, name="tasks.feeds.relations_changed")
 def relations_changed(user_ids: list[int]) -> None:
     services.graph.relations_changed(user_ids)

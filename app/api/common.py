@@ -12,6 +12,7 @@ import orjson
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
 
 from app.accounts.auth import request_signature, signature_matches
 from app.api import formats
@@ -101,6 +102,31 @@ def warm_viewer(rendered) -> None:
     """A warm read's token (the cached lookup the script read) checked as
     authenticate() checks it: nothing is sent before this passes."""
     authorize(services.tokens.from_cached(rendered.token))
+
+
+def token_first(view):
+    """For a route that authenticates itself after parsing its arguments (a warm
+    read): input it refuses is refused after the token is checked, as under
+    require_token, so a bad or missing token is still the first thing said."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except (HTTPException, InvalidParameters):
+            if "token" not in g:
+                authenticate()
+            raise
+
+    return wrapper
+
+
+def warm_ids(*raw_ids: tuple[str | None, str]) -> list[int | None] | None:
+    """parse_id of each (raw, what) for a warm read, or None when one is malformed:
+    the long way says so, after authenticating as require_token would."""
+    try:
+        return [parse_id(raw, what) for raw, what in raw_ids]
+    except InvalidParameters:
+        return None
 
 
 def next_page(cursor_name: str, cursor, url_param: str | None = None) -> dict:

@@ -4,8 +4,25 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import g, request
 
-from app.api.common import (Blueprint, CursorArgs, Schema, authenticate, current_user, db, next_page, ok, ok_rendered,
-                            parse_id, request_token, require_token, warm_viewer)
+from flask import g
+
+from app.api.common import (
+    Blueprint,
+    CursorArgs,
+    Schema,
+    authenticate,
+    current_user,
+    db,
+    next_page,
+    ok,
+    ok_rendered,
+    parse_id,
+    request_token,
+    require_token,
+    token_first,
+    warm_ids,
+    warm_viewer,
+)
 from app.api.docs import errors, success, token_auth
 from app.engagement import reactions as engagement
 from app.errors import InvalidParameters
@@ -41,15 +58,24 @@ def _photo(media_id: str):
 @blp.route("/media/<media_id>/likes", methods=["GET"])
 @success(blp, 200, "A page of users (summaries) who liked it, with pagination")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(LikePageArgs(), location="query")
 def get_likes(args, media_id):
     """The users who liked this media, newest first (count, max_like_id)."""
-    user_ids, cursor = engagement.likers(db(), _photo(media_id), args["count"],
-                                         parse_id(args["max_like_id"], "max_like_id"))
-    users = services.media.user_summaries(db(), user_ids)
-    return ok([services.serializer.user_summary(users[i]) for i in user_ids if i in users],
-              pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
+    raw_token = request_token()  # a missing token is the first thing said
+    base = services.serializer.url_base()
+    ids = warm_ids((media_id, "media id"), (args["max_like_id"], "max_like_id"))
+    warm = services.social_lists.likes(services.tokens.key(raw_token), ids[0], args["count"], ids[1], base) \
+        if ids else Miss("input", 0)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(f"[{warm.data}]", pagination=next_page(
+            "next_max_like_id", warm.next or None, url_param="max_like_id"))
+    authenticate()
+    users, cursor = services.social_lists.likes_page(db(), g.token.user_id, warm, _photo(media_id), args["count"],
+                                                     parse_id(args["max_like_id"], "max_like_id"), base)
+    return ok(users, pagination=next_page("next_max_like_id", cursor, url_param="max_like_id"))
 
 
 @blp.route("/media/<media_id>/likes", methods=["POST"])
@@ -75,14 +101,23 @@ def unlike(media_id):
 @blp.route("/media/<media_id>/comments", methods=["GET"])
 @success(blp, 200, "A page of comments, oldest first, with pagination")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def get_comments(args, media_id):
     """This media's comments, oldest first (count, cursor)."""
-    rows, cursor = engagement.comments(db(), _photo(media_id), args["count"], parse_id(args["cursor"], "cursor"))
-    users = services.media.user_summaries(db(), [c.user_id for c in rows])
-    return ok([services.serializer.comment_json(c, users[c.user_id]) for c in rows if c.user_id in users],
-              pagination=next_page("next_cursor", cursor, url_param="cursor"))
+    raw_token = request_token()
+    base = services.serializer.url_base()
+    ids = warm_ids((media_id, "media id"), (args["cursor"], "cursor"))
+    warm = services.social_lists.comments(services.tokens.key(raw_token), ids[0], args["count"], ids[1], base) \
+        if ids else Miss("input", 0)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(f"[{warm.data}]", pagination=next_page("next_cursor", warm.next or None, url_param="cursor"))
+    authenticate()
+    comments, cursor = services.social_lists.comments_page(db(), g.token.user_id, warm, _photo(media_id),
+                                                           args["count"], parse_id(args["cursor"], "cursor"), base)
+    return ok(comments, pagination=next_page("next_cursor", cursor, url_param="cursor"))
 
 
 @blp.route("/media/<media_id>/comments", methods=["POST"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import g, request
 from flask_smorest.fields import Upload
-from sqlalchemy import select
 
 from app.accounts.auth import new_password_hash, set_password
 from app.accounts.registration import USERNAME, AccountTaken, create_user
@@ -21,21 +20,22 @@ from app.api.common import (
     parse_id,
     request_token,
     require_token,
+    token_first,
     user_or_404,
+    warm_ids,
     warm_viewer,
 )
 from app.api.docs import NO_AUTH, errors, multipart, success, token_auth
 from app.engagement import activity
 from app.errors import APIError, Conflict, NotAllowed, NotFound
 from app.extensions import limiter
-from app.feeds.rendered import Rendered
+from app.feeds.rendered import Miss, Rendered
 from app.platform.aftercommit import after_commit
 from app.platform.changes import owner_visibility_changed, profiles_changed, user_changed
-from app.platform.paging import split_page
 from app.services import services
 from app.social import relationships as social
 from app.social import visibility
-from models import Follow, User, begin_write
+from models import User, begin_write
 
 blp = Blueprint("users", __name__, url_prefix="/v1", description="Users and the social graph")
 
@@ -176,22 +176,25 @@ def search_users(args):
     return ok([services.serializer.user_summary(u) for u in users])
 
 
-def _follow_list(user, args, *, followers: bool, status: str = "active"):
-    """Followers or followees of `user`, newest first, paged by follow id (`cursor`)."""
-    mine, theirs = (Follow.followee_id, Follow.follower_id) if followers else (Follow.follower_id, Follow.followee_id)
-    query = (
-        select(User, Follow.id)
-        .join(Follow, theirs == User.id)
-        .where(mine == user.id, Follow.status == status)
-        .order_by(Follow.id.desc())
-        .limit(args["count"] + 1)
-    )
-    cursor = parse_id(args["cursor"], "cursor")
-    if cursor is not None:
-        query = query.where(Follow.id < cursor)
-    rows, next_cursor = split_page(db().execute(query).all(), args["count"], lambda row: row[1])
-    pagination = next_page("next_cursor", next_cursor, url_param="cursor")
-    return ok([services.serializer.user_summary(u) for u, _ in rows], pagination=pagination)
+def _follow_list(kind: str, user_id: str, args):
+    """A FOLLOW_LISTS list (app.reads.social) of `user_id` ("self" or an id), newest first,
+    paged by follow id (`cursor`): warm in one round trip, else from the database."""
+    raw_token = request_token()  # a missing token is the first thing said
+    base = services.serializer.url_base()
+    ids = warm_ids(*([] if user_id == "self" else [(user_id, "user id")]), (args["cursor"], "cursor"))
+    warm = Miss("input", 0)
+    if ids:
+        owner_id = None if user_id == "self" else ids[0]
+        warm = services.social_lists.follow_list(kind, services.tokens.key(raw_token), owner_id, args["count"],
+                                                 ids[-1], base)
+    if isinstance(warm, Rendered):
+        warm_viewer(warm)
+        return ok_rendered(f"[{warm.data}]", pagination=next_page("next_cursor", warm.next or None, url_param="cursor"))
+    authenticate()
+    user = current_user() if kind == "requested-by" else _visible_graph_owner(user_id)
+    users, cursor = services.social_lists.follow_page(db(), g.token.user_id, warm, kind, user.id, args["count"],
+                                                      parse_id(args["cursor"], "cursor"), base)
+    return ok(users, pagination=next_page("next_cursor", cursor, url_param="cursor"))
 
 
 def _visible_graph_owner(user_id: str) -> User:
@@ -204,27 +207,30 @@ def _visible_graph_owner(user_id: str) -> User:
 @blp.route("/users/<user_id>/follows", methods=["GET"])
 @success(blp, 200, "A page of users (summaries), with pagination")
 @errors(404)
-@require_token()
+@token_auth()  # it authenticates itself (the warm read checks the token with the page)
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def follows(args, user_id):
     """The users this user follows."""
-    return _follow_list(_visible_graph_owner(user_id), args, followers=False)
+    return _follow_list("follows", user_id, args)
 
 
 @blp.route("/users/<user_id>/followed-by", methods=["GET"])
 @success(blp, 200, "A page of users (summaries), with pagination")
 @errors(404)
-@require_token()
+@token_auth()
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def followed_by(args, user_id):
     """The users who follow this user."""
-    return _follow_list(_visible_graph_owner(user_id), args, followers=True)
+    return _follow_list("followed-by", user_id, args)
 
 
 @blp.route("/users/self/requested-by", methods=["GET"])
 @success(blp, 200, "A page of users (summaries), with pagination")
-@require_token()
+@token_auth()
+@token_first
 @blp.arguments(CursorArgs(), location="query")
 def requested_by(args):
     """The users who asked to follow you."""
-    return _follow_list(current_user(), args, followers=True, status="pending")
+    return _follow_list("requested-by", "self", args)

@@ -92,6 +92,7 @@ from app.platform.keys import (
     fragment_key,
     liked_clock_key,
     liked_key,
+    photo_list_keys,
     rendered_media_key,
     rendered_user_key,
 )
@@ -539,8 +540,9 @@ class RenderedFeed:
 
     # -- after a commit: keep what is rendered true ----------------------------
     def forget_photos(self, photo_ids) -> None:
-        """Their likes, comments or existence changed."""
-        self._hold([rendered_media_key(i) for i in photo_ids])
+        """Their likes, comments or existence changed: their entries and their
+        lists of comments and likes (app.reads.social) go, in one call."""
+        self._hold([key for i in photo_ids for key in (rendered_media_key(i), *photo_list_keys(i))])
 
     def forget_users(self, user_ids) -> None:
         """Their name or picture changed."""

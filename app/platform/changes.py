@@ -19,6 +19,7 @@ INVALIDATE_TASK = "tasks.feeds.invalidate_cache"
 FORGET_PHOTOS_TASK = "tasks.feeds.forget_photos"
 FORGET_USERS_TASK = "tasks.feeds.forget_users"
 FORGET_PROFILES_TASK = "tasks.feeds.forget_profiles"
+FORGET_FOLLOW_LISTS_TASK = "tasks.feeds.forget_follow_lists"
 LIKED_TASK = "tasks.feeds.liked_changed"
 # The warm media lists' (app.reads.lists): each reads the rows again, so a late run is harmless.
 PHOTO_LISTED_TASK = "tasks.feeds.photo_listed"
@@ -73,6 +74,15 @@ def profiles_changed(session: Session, user_ids) -> None:
         unit.best_effort("profiles.forget", lambda user_ids: unit.services.profiles.forget(user_ids),
                          retry_as=FORGET_PROFILES_TASK, user_ids=changed)
     changed.extend(i for i in user_ids if i not in changed)
+
+
+def follow_lists_changed(session: Session, user_ids) -> None:
+    """Follows or follow requests between these users changed: their warm lists of
+    followers, followees and requests (app.reads.social) go, as rendered media do."""
+    user_ids = sorted(set(user_ids))
+    unit = after_commit(session)
+    unit.best_effort("social_lists.forget_follow_lists", unit.services.social_lists.forget_follow_lists,
+                     retry_as=FORGET_FOLLOW_LISTS_TASK, user_ids=user_ids)
 
 
 def liked_changed(session: Session, user_id: int, photo_id: int, liked: bool) -> None:

@@ -32,6 +32,12 @@ LIKED_MEDIA = "lkm:"  # "<like id>:<photo id>" of the photos a user liked
 # -- warm profile reads (app.reads.profiles) ------------------------------------------
 RENDERED_PROFILE = "uf:"  # the hash of a user's rendered full object (with counts)
 ACTIVITY_ENTRY = "ai:"  # an activity's index entry: its actor, its photo, the hash of its rendered object
+# -- warm lists (app.reads.social): strings of fixed-width records, tombstoned like mi: -------------
+COMMENTS_LIST = "list:comments:"  # a photo's comments, oldest first: comment id, author id, fragment hash
+LIKES_LIST = "list:likes:"  # a photo's likes, newest first: like id, liker id
+FOLLOWED_BY_LIST = "list:followed-by:"  # a user's followers, newest follow first: follow id, follower id
+FOLLOWS_LIST = "list:follows:"  # whom a user follows, newest follow first: follow id, followee id
+REQUESTED_BY_LIST = "list:requested-by:"  # who asked to follow a user, newest first: follow id, asker id
 # -- activity, popular, tokens -------------------------------------------------------
 ACTIVITY = "activity:"  # sorted set: the activity a user received
 ACTIVITY_SEEN = "activity-seen:"  # string: the newest activity id the user has read (the push badge counts past it)
@@ -153,6 +159,24 @@ def rendered_profile_key(user_id: int) -> str:
 
 def activity_entry_key(activity_id: int) -> str:
     return f"{ACTIVITY_ENTRY}{activity_id}"
+
+
+def comments_list_key(photo_id: int) -> str:
+    return f"{COMMENTS_LIST}{photo_id}"
+
+
+def likes_list_key(photo_id: int) -> str:
+    return f"{LIKES_LIST}{photo_id}"
+
+
+def photo_list_keys(photo_id: int) -> list[str]:
+    """The warm lists of a photo: what its like and comment writers forget."""
+    return [comments_list_key(photo_id), likes_list_key(photo_id)]
+
+
+def follow_list_keys(user_id: int) -> list[str]:
+    """The warm lists of a user's follows either way: what follow changes forget."""
+    return [f"{FOLLOWED_BY_LIST}{user_id}", f"{FOLLOWS_LIST}{user_id}", f"{REQUESTED_BY_LIST}{user_id}"]
 
 
 def activity_key(user_id: int) -> str:

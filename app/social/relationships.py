@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidParameters, NotAllowed
 from app.platform import metrics
 from app.platform.aftercommit import after_commit
-from app.platform.changes import profiles_changed, relations_changed
+from app.platform.changes import follow_lists_changed, profiles_changed, relations_changed
 from app.social.visibility import blocked_either_way, follow_status, is_blocked
 from models import Block, Follow, User
 
@@ -115,6 +115,8 @@ def apply(session: Session, viewer: User, target: User, action: str) -> Change:
     if target.id == viewer.id:
         raise InvalidParameters("You cannot change a relationship with yourself.")
     change = _apply(session, viewer, target, action)
+    if action != "unblock":  # every other action may add, end or drop a follow or a request
+        follow_lists_changed(session, [viewer.id, target.id])
     if change.follow_started is None or change.follow_started != (viewer.id, target.id):
         # Anything but a plain follow of a public account touches a request or a block.
         relations_changed(session, [viewer.id, target.id])
@@ -161,4 +163,5 @@ def approve_all_requests(session: Session, user: User) -> list[tuple[int, int]]:
     approved = [(f, user.id) for f in followers if _activate(session, f, user.id)]
     if approved:
         relations_changed(session, [user.id, *followers])
+        follow_lists_changed(session, [user.id, *followers])
     return approved
