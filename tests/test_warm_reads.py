@@ -46,12 +46,12 @@ READS = [
     pytest.param("location-recent", "/v1/locations/{location}/media/recent", 5, id="location-recent"),
     pytest.param("popular", "/v1/media/popular", 2, id="popular"),
     pytest.param("liked", "/v1/users/self/media/liked", 2, id="liked"),
-    pytest.param("comments", "/v1/media/{photo}/comments", 2, id="comments", marks=NOT_WARM),
-    pytest.param("likes", "/v1/media/{photo}/likes", 1, id="likes", marks=NOT_WARM),
+    pytest.param("comments", "/v1/media/{photo}/comments", 2, id="comments"),
+    pytest.param("likes", "/v1/media/{photo}/likes", 1, id="likes"),
     pytest.param("relationship", "/v1/users/{friend}/relationship", None, id="relationship"),
-    pytest.param("followed-by", "/v1/users/{friend}/followed-by", 1, id="followed-by", marks=NOT_WARM),
-    pytest.param("follows", "/v1/users/self/follows", 2, id="follows", marks=NOT_WARM),
-    pytest.param("requested-by", "/v1/users/self/requested-by", 1, id="requested-by", marks=NOT_WARM),
+    pytest.param("followed-by", "/v1/users/{friend}/followed-by", 1, id="followed-by"),
+    pytest.param("follows", "/v1/users/self/follows", 2, id="follows"),
+    pytest.param("requested-by", "/v1/users/self/requested-by", 1, id="requested-by"),
     pytest.param("activity", "/v1/users/self/activity", 4, id="activity"),
 ]
 _BY_ID = {param.values[0]: param for param in READS}
