@@ -402,6 +402,16 @@ class RenderedFeed:
             return answer
         return RenderedPage(answer.token, answer.data, int(answer.next) if answer.next else None)
 
+    def warm_read(self, read: str, script, token_key: str, args: list, base: str) -> Rendered | Miss:
+        """One of app.reads' scripts, answered (`read` names it in WARM_READS); a Redis
+        failure is a miss, since the long way still answers."""
+        try:
+            reply = self.run(script, [token_key], args)
+        except RedisError:
+            log.warning("warm read %s: Redis failed", read, exc_info=True)
+            return Miss("redis", 0)
+        return self.answer(reply, base, read)
+
     def answer(self, reply: str, base: str, read: str = "feed") -> Rendered | Miss:
         """A warm read script's reply (WARM_LUA's media_reply, or a miss) as the
         media objects it names, filled in; counted by how `read` was answered."""

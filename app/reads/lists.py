@@ -296,22 +296,14 @@ class WarmLists:
         return self._list("liked_media", token_key, LIKED_MEDIA, SELF, count, max_like_id, None, "each", base)
 
     def popular(self, token_key: str, count: int, base: str) -> Rendered | Miss:
-        return self._run("popular", self._read_popular, token_key, [count], base)
+        return self.rendered.warm_read("popular", self._read_popular, token_key, [count], base)
 
     def _list(self, read: str, token_key: str, prefix: str, list_id, count: int, upper, lower, mode: str,
               base: str) -> Rendered | Miss:
         high, low = _bound(upper, upper=True), _bound(lower, upper=False)
         if high is None or low is None:
             return Miss("width", 0)
-        return self._run(read, self._read_list, token_key, [prefix, list_id, count, high, low, mode], base)
-
-    def _run(self, read: str, script, token_key: str, args: list, base: str) -> Rendered | Miss:
-        try:
-            reply = self.rendered.run(script, [token_key], args)
-        except RedisError:  # the long way still answers
-            log.warning("warm read %s: Redis failed", read, exc_info=True)
-            return Miss("redis", 0)
-        return self.rendered.answer(reply, base, read)
+        return self.rendered.warm_read(read, self._read_list, token_key, [prefix, list_id, count, high, low, mode], base)
 
     # -- the long way: the page's media objects, and what the next read needs ----------
     # `ids`: the page the long way's query found. The media objects of the page and of

@@ -230,21 +230,13 @@ class WarmProfiles:
         self._fill = redis.register_script(FILL)
         self._hold = redis.register_script(HOLD)
 
-    def _run(self, read: str, script, token_key: str, args: list, base: str) -> Rendered | Miss:
-        try:
-            reply = self.rendered.run(script, [token_key], args)
-        except RedisError:  # the long way still answers
-            log.warning("warm read %s: Redis failed", read, exc_info=True)
-            return Miss("redis", 0)
-        return self.rendered.answer(reply, base, read)
-
     # -- GET /users/{id}, /users/self ------------------------------------------
     def user(self, token_key: str, user_id: str, base: str) -> Rendered | Miss:
         """The full user object, warm; `user_id` as the route got it ("self" or an id)."""
         target = "" if user_id == "self" else warm_id(user_id)
         if target is None:
             return Miss("id", 0)
-        return self._run("profile", self._read_profile, token_key, [target], base)
+        return self.rendered.warm_read("profile", self._read_profile, token_key, [target], base)
 
     def user_full(self, session: Session, viewer_id: int, miss: Miss, user: User, base: str) -> dict:
         """The long way: the full object of a user the viewer may see (the caller

@@ -48,19 +48,11 @@ class WarmReads:
         redis = rendered.redis
         self._read_media = redis.register_script(READ_MEDIA)
 
-    def _run(self, read: str, script, token_key: str, args: list, base: str) -> Rendered | Miss:
-        try:
-            reply = self.rendered.run(script, [token_key], args)
-        except RedisError:  # the long way still answers
-            log.warning("warm read %s: Redis failed", read, exc_info=True)
-            return Miss("redis", 0)
-        return self.rendered.answer(reply, base, read)
-
     # -- GET /media/{id} ---------------------------------------------------------
     def media(self, token_key: str, photo_id: int, base: str) -> Rendered | Miss:
         if len(str(photo_id)) != ID_WIDTH:  # never indexed (app.feeds.rendered)
             return Miss("width", 0)
-        return self._run("media", self._read_media, token_key, [str(photo_id)], base)
+        return self.rendered.warm_read("media", self._read_media, token_key, [str(photo_id)], base)
 
     def media_object(self, session: Session, viewer_id: int, miss: Miss, photo, base: str) -> dict:
         """The long way: the media object of a photo the viewer may see (the caller
