@@ -340,3 +340,14 @@ def test_a_long_list_keeps_its_newest_and_pages_past_them_the_long_way(shutter):
     read_list(shutter, viewer, path, "user_media", count=2)
     response, warm = read_list(shutter, viewer, path, "user_media", count=2)
     assert warm and ids_of(response) == [newest, photos[4]]
+
+
+def test_an_empty_list_is_warm_for_a_viewer_who_read_nothing_before(shutter):
+    viewer = shutter.account("viewer")
+    services_of(shutter).redis.delete("popular")
+    for path, read in (("/v1/tags/nothing/media/recent", "tag_media"), ("/v1/media/popular", "popular"),
+                       ("/v1/users/self/media/liked", "liked_media"), ("/v1/users/self/media/recent", "user_media")):
+        cold, _ = read_list(shutter, viewer, path, read)
+        with statements(shutter) as sql:
+            again, warm = read_list(shutter, viewer, path, read)
+        assert warm and sql == [] and again.json == cold.json and again.json["data"] == [], path

@@ -339,11 +339,11 @@ class WarmLists:
     def popular_page(self, session: Session, viewer_id: int, miss: Miss, ranked: list[int], ids: list[int],
                      base: str) -> list[dict]:
         """`ranked`: the ranking the long way read; `ids`: those of them the viewer may see."""
-        return self._objects(session, viewer_id, miss, ids, dict.fromkeys(ranked) if miss.since else {}, base)
+        return self._objects(session, viewer_id, miss, ids, dict.fromkeys(ranked) if miss.since else None, base)
 
     def _page(self, session: Session, viewer_id: int, miss: Miss, ids: list[int], key: str, query, count: int,
               upper: int | None, lower: int | None, base: str, members=None) -> list[dict]:
-        window: dict[int, str] = {}
+        window: dict[int, str] | None = None
         high, low = _bound(upper, upper=True), _bound(lower, upper=False)
         if miss.since and high is not None and low is not None:  # else nothing could be stored
             try:
@@ -351,10 +351,10 @@ class WarmLists:
                 if window is None:
                     rows = session.execute(query.limit(self.list_size + 1)).all()
                     self._store(key, [members(row) if members else str(row[0]) for row in rows], miss.since)
-                    window = self._window(key, count, high, low) or {}
+                    window = self._window(key, count, high, low)  # None: refused, the next read builds it
             except RedisError:
                 log.warning("list %s of user %s: not warmed", key, viewer_id, exc_info=True)
-                window = {}
+                window = None
         return self._objects(session, viewer_id, miss, ids, window, base, key)
 
     def _store(self, key: str, members: list[str], since: int) -> None:
@@ -380,17 +380,18 @@ class WarmLists:
             window[int(photo or mark)] = member
         return window
 
-    def _objects(self, session: Session, viewer_id: int, miss: Miss, ids: list[int], window: dict[int, str],
-                 base: str, key: str | None = None) -> list[dict]:
+    def _objects(self, session: Session, viewer_id: int, miss: Miss, ids: list[int],
+                 window: dict[int, str] | None, base: str, key: str | None = None) -> list[dict]:
         """The page's media objects; and for the window's photos (every viewer's view) their
-        mi:/ui:/fragments, the viewer's liked:/following:, the graph for their owners.
+        mi:/ui:/fragments, the viewer's liked:/following:, the graph for their owners (an empty
+        window too: the script needs the viewer's sets). None: nothing to store.
         Photos of the window that are gone leave `key`'s list."""
         media = self.media_reader
-        photo_ids = list(dict.fromkeys([*ids, *window]))
+        photo_ids = list(dict.fromkeys([*ids, *(window or ())]))
         entries = media.entries(session, photo_ids)
         users = media.page_users(session, entries, [i for i in photo_ids if i in entries])
         objects = media.by_ids(session, ids, viewer_id, entries, users)
-        if not window:
+        if window is None:
             return objects
         ready = [i for i in window if i in entries and entries[i]["body"]["status"] == "ready"]
         gone = [i for i in window if i not in entries]
