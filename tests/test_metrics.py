@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -258,6 +259,34 @@ def test_workers_serve_task_and_pipeline_metrics(shutter, app, settings, worker_
     assert io_scrape.value("shutter_tasks_running", task="tasks.realtime.deliver") == 0
     assert not io_scrape.has("shutter_photos_ready_total") or io_scrape.value("shutter_photos_ready_total") == 0
     assert good  # (the good photo is the one that became ready)
+
+
+def test_two_runs_of_one_task_id_at_once_are_both_observed(shutter):
+    """A retry keeps its task's id, and on a gevent pool it can start before the run that retried
+    has ended (RabbitMQ's confirmed publish yields to the consumer): two runs of one id in one
+    process at once, here two threads. Both run times are observed, and neither is left running."""
+    from celery import Celery
+
+    metrics.watch_tasks()  # as worker.py does (connected once, whatever else runs in this process)
+    celery = Celery("overlap", set_as_current=False)
+    first_started, second_done = threading.Event(), threading.Event()
+
+    @celery.task(name="tasks.test.overlap")
+    def overlap(first: bool) -> None:
+        if first:
+            first_started.set()
+            assert second_done.wait(10)
+
+    before = scrape_client(shutter.client)
+    first = threading.Thread(target=lambda: overlap.apply(args=(True,), task_id="one-id"))
+    first.start()
+    assert first_started.wait(10)
+    overlap.apply(args=(False,), task_id="one-id")  # starts and ends while the first runs
+    second_done.set()
+    first.join(10)
+    after = scrape_client(shutter.client)
+    assert delta(before, after, "shutter_task_seconds_count", task="tasks.test.overlap") == 2
+    assert after.value("shutter_tasks_running", task="tasks.test.overlap") == 0
 
 
 # -- `make run`: one multiprocess folder for gunicorn and the worker ------------------------------------
