@@ -503,6 +503,7 @@ def test_the_procfile_is_valid_for_honcho_and_every_command_resolves():
         elif " -P gevent " in command:
             assert "REMAP_SIGTERM" not in command, name
     assert "-P gevent -c 200" in entries["io"] and "-Q io" in entries["io"]
+    assert "--without-gossip --without-mingle" in entries["io"]  # its warm shutdown could hang with them
     assert "-P prefork" in entries["media"] and " -c " not in entries["media"]  # one per core
     assert "gunicorn wsgi:app -c gunicorn.conf.py" in entries["web"]
     # honcho runs a command with the environment it would give the processes: the app imports.
