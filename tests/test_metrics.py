@@ -396,6 +396,19 @@ def test_a_killed_process_running_a_task_stops_counting_as_running(tmp_path, mon
             child.wait()
 
 
+def test_a_scrape_while_a_process_creates_its_file_answers(tmp_path, monkeypatch, app):
+    """prometheus_client creates a process's file empty, then sizes it: a scrape in between
+    failed whole (a 500, seen under the full suite when a pool child made its first file)."""
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    child = subprocess.run([sys.executable, "-c", "from app.platform import metrics; metrics.LIKES.inc(2)"],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(folder)})
+    assert child.returncode == 0
+    (folder / f"histogram_{os.getpid() + 100000}.db").touch()  # a process's file, not sized yet
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    assert scrape_client(app.test_client()).value("shutter_likes_total") == 2
+
+
 # -- Prometheus itself --------------------------------------------------------------------------------
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is missing (Debian's prometheus package; scripts/test.sh)")
 def test_the_alert_rules_and_the_config_pass_promtool():

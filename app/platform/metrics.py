@@ -38,7 +38,6 @@ from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
@@ -192,9 +191,25 @@ class _ProcessMetrics:
             yield from REGISTRY.collect()
             return
         forget_dead_processes(path)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path)
-        yield from registry.collect()
+        try:
+            families = multiprocess.MultiProcessCollector.merge(_files_with_values(path), accumulate=True)
+        except FileNotFoundError:  # a dead process's file went between the listing and the read
+            families = multiprocess.MultiProcessCollector.merge(_files_with_values(path), accumulate=True)
+        yield from families
+
+
+def _files_with_values(path: str) -> list[str]:
+    """The folder's files, but those being created: prometheus_client opens a process's file,
+    then sizes it, and an empty one failed the whole scrape (struct.error: a 500 from /metrics,
+    seen while a pool child made its first file)."""
+    files = []
+    for name in glob.glob(os.path.join(path, "*.db")):
+        try:
+            if os.path.getsize(name) > 0:
+                files.append(name)
+        except FileNotFoundError:
+            continue
+    return files
 
 
 class _Union:
