@@ -62,7 +62,7 @@ run-production-layout: venv
 	@mkdir -p var
 	-createdb -h 127.0.0.1 -U postgres shutter 2>/dev/null  # once; an existing database is fine
 	$(PRODUCTION_LAYOUT_ENV) $(PY) -m alembic upgrade head
-	$(PRODUCTION_LAYOUT_ENV) $(VENV)/bin/honcho start -f Procfile
+	$(PRODUCTION_LAYOUT_ENV) $(PY) scripts/procfile.py start -f Procfile  # honcho, 30 s to stop (not 5)
 
 test: venv
 	$(VENV)/bin/lint-imports --no-cache

@@ -30,6 +30,13 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 broker_connection_retry_on_startup = True
+# A cold shutdown (SIGQUIT; SIGTERM under the Procfile's REMAP_SIGTERM=SIGQUIT, as honcho stops
+# the prefork workers) first waits this long when a task is running (Celery's soft shutdown:
+# the whole time, even once it has ended), then gives what still runs back to the queue: within
+# the 30 s scripts/procfile.py gives honcho's processes to stop (plain honcho gives 5). A warm shutdown (SIGTERM to the main process: systemd's units, and the
+# gevent worker) waits for every running task. Not for gevent: its signal handler would sleep
+# in whichever greenlet the signal interrupted, a running task's included.
+worker_soft_shutdown_timeout = 5
 # Connecting to a hung broker gives up after this (default 4 s): an upload
 # request publishes after its commit, reconnecting up to twice, and must not
 # stall for long when it can leave the work to the outbox sweeper instead.

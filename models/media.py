@@ -192,3 +192,5 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = created_column()
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The request (X-Request-Id) it was promised under: the sweeper publishes it with that id.
+    request_id: Mapped[str | None] = mapped_column(String(64))

@@ -13,10 +13,12 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import sentry_sdk
@@ -26,8 +28,10 @@ from app.config import ROOT
 from app.platform import keys
 from app.platform.logging import bind_request_id, json_formatter, reset_request_id
 from models import Outbox, Photo, utcnow
+from tests.callbacks import CallbackServer, closed_port
 from tests.images import jpeg
 from tests.support import Shutter
+from tests.test_subscriptions import LOOPBACK, subscribed
 from tests.test_sentry import events_sent, sentry  # noqa: F401 - the fixture, for the test below
 
 DEADLINE = 60
@@ -133,6 +137,43 @@ def test_json_logs_parse_and_carry_the_request_id_in_the_worker_and_the_api(make
                            and "succeeded" in entry["message"] for entry in parsed()),
                "a JSON line of publish_photo with the request id", worker=worker)
     assert any(entry.get("level") == "INFO" for entry in parsed())
+
+
+def json_lines(worker) -> list[dict]:
+    return [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+
+
+def test_json_lines_of_a_task_name_it_on_prefork_and_gevent_workers(make_app, worker_process):
+    """LOG_FORMAT=json: a line logged while a task runs carries its task_id and task_name, Celery's
+    own and a library's (httpx's POST, in a greenlet of the io worker's gevent pool), as does the
+    worker's `received` line; the request id stays beside them; a line of no task has neither."""
+    app = make_app(log_format="json", subscription_callback_allowed_networks=LOOPBACK)
+    settings = app.extensions["shutter"].settings
+    shutter = Shutter(app.test_client())
+    alice = shutter.account("alice")
+    with CallbackServer() as callback:
+        subscribed(shutter, object="user", callback_url=callback.url())
+        media = worker_process(settings, queues="media,feed,search,default").start()
+        io_worker = worker_process(settings, queues="io", pool="gevent", concurrency=5).start(purge=False)
+        assert upload(shutter, alice, "json-task-9").status_code == 202
+        posted = wait_until(lambda: [line for line in json_lines(io_worker) if "HTTP Request: POST" in line["message"]],
+                            "the callback's POST in the io worker's log", worker=io_worker)
+    post = posted[0]
+    assert post["task_name"] == "tasks.realtime.deliver" and post["request_id"] == "json-task-9"
+    received = [line for line in json_lines(io_worker) if line["message"].endswith(" received")
+                and line.get("task_name") == "tasks.realtime.deliver"]
+    assert [line["task_id"] for line in received] == [post["task_id"]]
+    assert f"tasks.realtime.deliver[{post['task_id']}] received" in received[0]["message"]
+
+    for name in ("tasks.media.process_photo", "tasks.media.publish_photo", "tasks.realtime.notify_subscribers"):
+        worker = io_worker if name.startswith("tasks.realtime") else media
+        done = wait_until(lambda: [line for line in json_lines(worker)
+                                   if line.get("task_name") == name and "succeeded" in line["message"]],
+                          f"{name}'s success line", worker=worker)
+        assert len(done) == 1 and done[0]["request_id"] == "json-task-9"
+        assert f"{name}[{done[0]['task_id']}] succeeded" in done[0]["message"]
+    ready = next(line for line in json_lines(media) if line["message"].endswith(" ready."))
+    assert "task_id" not in ready and "task_name" not in ready
 
 
 # -- Sentry ----------------------------------------------------------------------------
@@ -321,6 +362,48 @@ def test_sweep_runs_the_sweeper_once(app, shutter):
     assert alice
 
 
+def _purge(celery) -> None:
+    with celery.connection_for_write() as connection:
+        celery.control.purge(connection=connection)
+
+
+def _next_message_headers(celery, queue: str) -> dict | None:
+    """The headers of the next message waiting in `queue` (taken off it), or None."""
+    with celery.connection_for_read() as connection:
+        message = celery.amqp.queues[queue](connection.default_channel).get(no_ack=True)
+        return dict(message.headers) if message is not None else None
+
+
+def test_a_row_the_sweeper_publishes_carries_the_uploads_request_id(app, make_app, shutter, settings):
+    """The broker refused the upload's publish after its commit: `shutter sweep` publishes the
+    process_photo row minutes later, and the task's headers carry the upload's request id."""
+    broker = urlsplit(settings.broker_url)
+    down = Shutter(make_app(celery_broker_url=broker._replace(
+        netloc=broker.netloc.replace(f":{broker.port}", f":{closed_port()}")).geturl()).test_client())
+    celery = app.extensions["shutter"].celery
+    _purge(celery)
+    alice = shutter.account("alice")
+    response = upload(down, alice, "swept-later-5")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    photo_id = int(response.json["data"]["id"].split("_")[0])
+    services = app.extensions["shutter"]
+    with services.db.session() as session:
+        row = session.scalars(select(Outbox).where(Outbox.photo_id == photo_id)).one()
+        assert (row.kind, row.delivered_at, row.request_id) == ("process_photo", None, "swept-later-5")
+        session.execute(update(Outbox).values(created_at=utcnow() - _minutes(5)))
+        session.commit()
+    assert _next_message_headers(celery, "media") is None  # the broker never got it
+    try:
+        result = run(app, "sweep")
+        assert result.exit_code == 0, result.output
+        assert "outbox=1" in result.output, result.output
+        headers = wait_until(lambda: _next_message_headers(celery, "media"), "the swept row's task in `media`")
+        assert headers["task"] == "tasks.media.process_photo"
+        assert headers["request_id"] == "swept-later-5"
+    finally:
+        _purge(celery)
+
+
 def _minutes(n):
     from datetime import timedelta
     return timedelta(minutes=n)
@@ -409,9 +492,18 @@ def test_the_procfile_is_valid_for_honcho_and_every_command_resolves():
     entries = _procfile()
     assert set(entries) == {"web", "media", "io", "feed", "search", "default", "beat", "flower"}
     for name, command in entries.items():
-        executable = ROOT / command.split()[0]
+        words = [word for word in command.split() if not re.fullmatch(r"[A-Z_]+=\S*", word)]
+        assert words[0] == "exec", f"{name}: honcho would signal the shell, not the process"
+        executable = ROOT / words[1]
         assert executable.exists() and os.access(executable, os.X_OK), f"{name}: {executable}"
+        # honcho signals the process group: a prefork pool's children ignore its SIGTERM (their
+        # worker's soft shutdown ends them); a gevent worker takes it as its warm shutdown.
+        if " -P prefork " in command:
+            assert command.startswith("REMAP_SIGTERM=SIGQUIT "), name
+        elif " -P gevent " in command:
+            assert "REMAP_SIGTERM" not in command, name
     assert "-P gevent -c 200" in entries["io"] and "-Q io" in entries["io"]
+    assert "--without-gossip --without-mingle" in entries["io"]  # its warm shutdown could hang with them
     assert "-P prefork" in entries["media"] and " -c " not in entries["media"]  # one per core
     assert "gunicorn wsgi:app -c gunicorn.conf.py" in entries["web"]
     # honcho runs a command with the environment it would give the processes: the app imports.
@@ -457,3 +549,133 @@ def test_nginx_accepts_the_sample_config(tmp_path, settings):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
+
+
+# -- the Procfile, run for real ------------------------------------------------------------
+
+def _process_tree(root: int) -> dict[int, str]:
+    """root's descendants now: pid -> its start time (/proc/<pid>/stat field 22), so a pid
+    reused later is not mistaken for one of them."""
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                start = _start_time(child)
+                if start is not None and child not in found:
+                    found[child] = start
+                    todo.append(child)
+    return found
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _survivors(processes: dict[int, str]) -> list[str]:
+    alive = []
+    for pid, start in processes.items():
+        if _start_time(pid) == start:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                alive.append(f"{pid}: {command}")
+            except OSError:
+                continue
+    return alive
+
+
+def _http(method: str, url: str, **kwargs):
+    import httpx
+
+    try:
+        return httpx.request(method, url, timeout=10, **kwargs)
+    except httpx.TransportError:
+        return None
+
+
+def test_the_procfile_runs_an_upload_to_ready_and_stops_without_orphans(settings, shutter, tmp_path):
+    """`honcho start -f Procfile` as `make run-production-layout` runs it, on the test's own
+    database, Redis db and broker (vhost): /healthz answers, a photo uploaded through the API
+    reaches ready through the workers, and on SIGTERM every process stops by itself (exit
+    status 0, before honcho's SIGKILL, no pool child killed mid-task) and none is left."""
+    from tests.workers import settings_env
+
+    port, flower_port = closed_port(), closed_port()
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+           "WEB_CONCURRENCY": "2", "FLOWER_PORT": str(flower_port),
+           "CELERY_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule")}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "WORKER_METRICS_PORT"):
+        env.pop(name, None)
+    alice = shutter.account("alice")  # through the test's app: the same database the Procfile's use
+    log_path = tmp_path / "honcho.log"
+    with open(log_path, "ab") as log_file:
+        # -e: an empty env file, so that a developer's .env in the checkout does not point it elsewhere
+        (tmp_path / "empty.env").write_text("")
+        # honcho through scripts/procfile.py, as `make run-production-layout` runs it (30 s to stop)
+        process = subprocess.Popen([sys.executable, "scripts/procfile.py", "start", "-f", "Procfile",
+                                    "-p", str(port), "--no-colour",
+                                    "-e", str(tmp_path / "empty.env")], cwd=ROOT, env=env,
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    started: dict[int, str] = {}
+    try:
+        def log() -> str:
+            return log_path.read_text(errors="replace")
+
+        def healthy():
+            assert process.poll() is None, f"honcho exited ({process.returncode})\n{log()}"
+            response = _http("GET", f"{base}/healthz")
+            return response is not None and response.status_code == 200
+
+        wait_until(healthy, "the Procfile's web to answer /healthz", timeout=90)
+        for name in ("media", "io", "feed", "search", "default"):
+            wait_until(lambda: re.search(rf"{name}\.1\s+\|.* {name}@\S+ ready\.", log()),
+                       f"the {name} worker to be ready", timeout=90)
+        uploaded = _http("POST", f"{base}/v1/media/upload", data={"access_token": alice.token},
+                         files={"photo": ("p.jpg", jpeg(320, 240), "image/jpeg")},
+                         headers={"X-Request-Id": "procfile-1"})
+        assert uploaded is not None and uploaded.status_code == 202, uploaded and uploaded.text
+        media_id = uploaded.json()["data"]["id"]
+
+        def ready():
+            answer = _http("GET", f"{base}/v1/media/{media_id}", params={"access_token": alice.token})
+            return answer is not None and answer.status_code == 200 and answer.json()["data"].get("status") == "ready"
+
+        wait_until(ready, "the uploaded photo to reach ready through the Procfile's workers", timeout=90)
+        assert "procfile-1" in log()  # the workers' lines of its tasks carry the upload's request id
+        flower = _http("GET", f"http://127.0.0.1:{flower_port}/healthcheck")
+        assert flower is not None and flower.status_code == 200
+        started = _process_tree(process.pid)
+        assert len(started) >= 8, started  # one (and its children) per Procfile line
+    finally:
+        started.update(_process_tree(process.pid))
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # what Ctrl-C or systemd does to honcho
+        try:
+            process.wait(60)
+        finally:
+            stopped_cleanly = process.returncode is not None
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    output = log_path.read_text(errors="replace")
+    assert stopped_cleanly, output
+    # Each process stopped on honcho's SIGTERM, before its SIGKILL; no pool child died mid-task.
+    assert "sending SIGKILL" not in output, output
+    assert "WorkerLostError" not in output and "exited with 'signal" not in output, output
+    stopped = dict(re.findall(r"system\s+\| (\w+)\.1 stopped \(rc=(-?\d+)\)", output))
+    assert set(stopped) == set(_procfile()) and set(stopped.values()) == {"0"}, output
+    deadline = time.monotonic() + 15
+    while _survivors(started) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _survivors(started), (_survivors(started), log_path.read_text(errors="replace"))

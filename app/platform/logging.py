@@ -2,12 +2,14 @@
 follows one request: its id is on every line of the request and of every task it set off.
 
     LOG_FORMAT=text (default)  readable lines, `request_id=…` at the end when there is one
-    LOG_FORMAT=json            one JSON object a line (python-json-logger), `request_id` a field
+    LOG_FORMAT=json            one JSON object a line (python-json-logger), `request_id` a field,
+                               and in a worker `task_id` and `task_name` on the lines of a task
 
 The id lives in a context variable: set from X-Request-Id (app.factory), carried in
 the headers of every task published meanwhile (Celery's before_task_publish), and
 set again around each task from its headers (task_prerun), so tasks a task
-enqueues inherit it.
+enqueues inherit it. The running task's id and name live in another, set around
+each run (a pool child's, or a greenlet's under gevent: each has its own context).
 """
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ import re
 import uuid
 from contextvars import ContextVar
 
+from pythonjsonlogger.json import JsonFormatter
+
 REQUEST_ID_HEADER = "X-Request-Id"
 # A client's id is kept only when it is short and plain (a UUID, nginx's $request_id):
 # anything else, which could forge log lines or bloat them, is replaced by one of ours.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_task: ContextVar[tuple[str, str] | None] = ContextVar("task", default=None)  # (id, name) of the run
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"
 
@@ -80,6 +85,9 @@ def _redacting(make_record):
     def factory(*args, **kwargs):
         record = make_record(*args, **kwargs)
         record.request_id = _request_id.get()
+        task = _task.get()
+        if task is not None:
+            record.task_id, record.task_name = task
         try:
             scrub.filter(record)
         except Exception:  # a bad format string: the handler reports it, as logging does
@@ -88,6 +96,16 @@ def _redacting(make_record):
 
     factory.redacting = True
     return factory
+
+
+def _celery_task_of(record: logging.LogRecord) -> tuple[str, str] | None:
+    """The task a line of Celery's own is about, outside its run (`Task … received` in a worker's
+    main process): Celery passes the task's id and name as the record's `data` (an `extra`, set
+    after the record factory ran: hence read when formatting)."""
+    data = getattr(record, "data", None)
+    if isinstance(data, dict) and data.get("id") and data.get("name"):
+        return str(data["id"]), str(data["name"])
+    return None
 
 
 class TextFormatter(logging.Formatter):
@@ -103,12 +121,18 @@ class TextFormatter(logging.Formatter):
         return f"{line} request_id={request_id}" if request_id else line
 
 
-def json_formatter() -> logging.Formatter:
-    from pythonjsonlogger.json import JsonFormatter
+class _JsonFormatter(JsonFormatter):
+    """The record's extras (a task's task_id and task_name, …) become fields too; the
+    message is the masked one (the record factory masked it before any handler ran)."""
 
-    # The record's extras (a task's task_id and task_name, …) become fields too; the
-    # message is the masked one (the record factory masked it before any handler ran).
-    return JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
+    def add_fields(self, log_data, record, message_dict) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if "task_id" not in log_data and (task := _celery_task_of(record)) is not None:
+            log_data["task_id"], log_data["task_name"] = task
+
+
+def json_formatter() -> logging.Formatter:
+    return _JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
 
 
 def formatter_for(log_format: str, inner: logging.Formatter | None = None) -> logging.Formatter:
@@ -147,13 +171,20 @@ def connect_celery_logging(log_format: str) -> None:
             headers["request_id"] = request_id
 
     def on_prerun(task=None, **_kwargs):
-        request_id = getattr(task.request, "request_id", None) if task is not None else None
+        if task is None:
+            return
+        request_id = getattr(task.request, "request_id", None)
         task.request.shutter_request_id_token = _request_id.set(request_id)
+        task.request.shutter_task_token = _task.set((task.request.id, task.name))
 
     def on_postrun(task=None, **_kwargs):
-        token = getattr(task.request, "shutter_request_id_token", None) if task is not None else None
-        if token is not None:
-            _request_id.reset(token)
+        if task is None:
+            return
+        for name, variable in (("shutter_request_id_token", _request_id), ("shutter_task_token", _task)):
+            token = getattr(task.request, name, None)
+            if token is not None:
+                setattr(task.request, name, None)
+                variable.reset(token)
 
     # weak=False: the receivers are local functions; dispatch_uid: one each, however many apps are made.
     signals.after_setup_logger.connect(on_setup_logger, weak=False, dispatch_uid="shutter-log-format")

@@ -38,7 +38,6 @@ from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
@@ -192,9 +191,25 @@ class _ProcessMetrics:
             yield from REGISTRY.collect()
             return
         forget_dead_processes(path)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path)
-        yield from registry.collect()
+        try:
+            families = multiprocess.MultiProcessCollector.merge(_files_with_values(path), accumulate=True)
+        except FileNotFoundError:  # a dead process's file went between the listing and the read
+            families = multiprocess.MultiProcessCollector.merge(_files_with_values(path), accumulate=True)
+        yield from families
+
+
+def _files_with_values(path: str) -> list[str]:
+    """The folder's files, but those being created: prometheus_client opens a process's file,
+    then sizes it, and an empty one failed the whole scrape (struct.error: a 500 from /metrics,
+    seen while a pool child made its first file)."""
+    files = []
+    for name in glob.glob(os.path.join(path, "*.db")):
+        try:
+            if os.path.getsize(name) > 0:
+                files.append(name)
+        except FileNotFoundError:
+            continue
+    return files
 
 
 class _Union:
@@ -230,21 +245,25 @@ def init_metrics(app: Flask, *scraped) -> None:
 
 
 # -- Celery workers ------------------------------------------------------------------------------
-_started: dict[str, tuple[str, float]] = {}  # task id -> (task name, start); greenlets share it safely
+# A run's start is kept on its request (task.request: one per run, greenlet-local under gevent),
+# not by task id: a retry keeps its task's id, and on a gevent pool the retry (countdown 0) starts
+# in another greenlet before the run that retried has ended; keyed by id, the two runs were
+# one, and the retry's run time and its end were never recorded (tasks_running stayed at 1).
+_STARTED = "shutter_metrics_started"
 
 
-def _task_started(task_id=None, task=None, **_) -> None:
-    _started[task_id] = (task.name, time.perf_counter())
+def _task_started(task=None, **_) -> None:
+    setattr(task.request, _STARTED, time.perf_counter())
     TASKS_RUNNING.labels(task.name).inc()
 
 
-def _task_finished(task_id=None, task=None, **_) -> None:
-    started = _started.pop(task_id, None)
+def _task_finished(task=None, **_) -> None:
+    started = getattr(task.request, _STARTED, None)
     if started is None:
         return
-    name, at = started
-    TASKS_RUNNING.labels(name).dec()
-    TASK_SECONDS.labels(name).observe(time.perf_counter() - at)
+    setattr(task.request, _STARTED, None)
+    TASKS_RUNNING.labels(task.name).dec()
+    TASK_SECONDS.labels(task.name).observe(time.perf_counter() - started)
 
 
 def _task_failed(sender=None, exception=None, **_) -> None:

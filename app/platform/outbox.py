@@ -5,6 +5,10 @@ photo, a status change); after the commit it is published to the broker and
 marked delivered. If the broker is down at that moment the row stays
 undelivered, and the sweeper publishes it later. Consumers are idempotent,
 so a row published twice does no harm.
+
+A row keeps the request id it was promised under (app/platform/logging.py), and is
+published with it whoever publishes it: the request itself, or the sweeper minutes
+later, whose own context has no id (or its task's).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from celery import Celery, chain, group
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.platform.logging import bind_request_id, current_request_id, reset_request_id
 from models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,12 +37,12 @@ CONFIRM_TIMEOUT = 2
 
 def add(session: Session, kind: str, photo_id: int | None = None, **payload) -> Outbox:
     """A row for `session` to commit; add it after the rows it refers to."""
-    return Outbox(kind=kind, photo_id=photo_id, payload=payload or None)
+    return Outbox(kind=kind, photo_id=photo_id, payload=payload or None, request_id=current_request_id())
 
 
 def task(name: str, **kwargs) -> Outbox:
     """A row that publishes the task `name` with these keyword arguments."""
-    return Outbox(kind=name, payload=kwargs)
+    return Outbox(kind=name, payload=kwargs, request_id=current_request_id())
 
 
 def promise(db, celery: Celery, name: str, **kwargs) -> None:
@@ -70,10 +75,7 @@ def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
         try:
             signature = signature_for(celery, row)
             if signature is not None:
-                # confirm_timeout: with publisher confirms (celeryconfig) a
-                # hung broker fails the publish instead of holding the request.
-                signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2},
-                                      confirm_timeout=CONFIRM_TIMEOUT)
+                _publish(signature, row.request_id)
         except Exception as error:  # the broker is unreachable: the sweeper will retry
             log.warning("outbox %s (%s) not published: %s", row.id, row.kind, type(error).__name__)
             session.execute(update(Outbox).where(Outbox.id == row.id).values(attempts=Outbox.attempts + 1))
@@ -83,6 +85,20 @@ def deliver(session: Session, celery: Celery, rows: list[Outbox]) -> int:
         mark_done(session, row)
         delivered += 1
     return delivered
+
+
+def _publish(signature, request_id: str | None) -> None:
+    # The row's request id is the current one while it is published: the publish signal
+    # (logging.connect_celery_logging) puts it in the headers of every task sent.
+    token = bind_request_id(request_id) if request_id else None
+    try:
+        # confirm_timeout: with publisher confirms (celeryconfig) a
+        # hung broker fails the publish instead of holding the request.
+        signature.apply_async(retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2},
+                              confirm_timeout=CONFIRM_TIMEOUT)
+    finally:
+        if token is not None:
+            reset_request_id(token)
 
 
 def mark_done(session: Session, row: Outbox) -> None:
