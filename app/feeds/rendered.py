@@ -168,6 +168,20 @@ local function add_users(value, users, wanted)
   end
 end
 
+-- The users' ids, then the hashes of their rendered summaries, appended to
+-- `reply`; false when one of them is not rendered (a miss).
+local function add_user_hashes(reply, users)
+  if #users == 0 then return true end
+  local ukeys = {}
+  for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
+  local values = redis.call('MGET', unpack(ukeys))
+  for i = 1, #users do
+    if not values[i] or held(values[i]) then return false end
+    reply[#reply + 1] = values[i]
+  end
+  return true
+end
+
 -- The reply, one string of lines (no line of it can hold a newline: JSON
 -- text, ids, hashes): `next`, the hashes of the media shown and of the
 -- summaries of the users they show (the app has or fetches the fragments, and
@@ -177,15 +191,7 @@ local function media_reply(token, next, liked, shown, hashes, users)
   local likes = ''
   if #shown > 0 then likes = table.concat(redis.call('SMISMEMBER', liked, unpack(shown))) end
   local reply = {'ok', token, next, likes, #users}
-  if #users > 0 then
-    local ukeys = {}
-    for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
-    local values = redis.call('MGET', unpack(ukeys))
-    for i = 1, #users do
-      if not values[i] or held(values[i]) then return miss('users') end
-      reply[#reply + 1] = values[i]
-    end
-  end
+  if not add_user_hashes(reply, users) then return miss('users') end
   for _, hash in ipairs(hashes) do reply[#reply + 1] = hash end
   return table.concat(reply, '\\n')
 end
@@ -347,6 +353,20 @@ def _fill_in(media: list[list[str]], likes: str, users: dict[str, str]) -> str:
     return ",".join(objects)
 
 
+def _reads(read: str, path: str):
+    """The counter of how `read` was answered: the feed's own, or WARM_READS."""
+    return FEED_READS.labels(path) if read == "feed" else WARM_READS.labels(read, path)
+
+
+def _miss(fields: list[str], read: str) -> Miss | None:
+    """The Miss a script's reply lines say, counted; None for an answer."""
+    if fields[0] == "ok":
+        return None
+    _, why, since = fields
+    _reads(read, f"miss:{why}").inc()
+    return Miss(why, int(since))
+
+
 def render_media(media_reader: MediaReader, entry: dict) -> tuple[str, list[str]]:
     """A ready photo's media_entries() entry as a fragment, and the ids of the
     users it shows (its placeholders), in order."""
@@ -397,40 +417,42 @@ class RenderedFeed:
         """The page, its URLs under `base`, in one round trip (two if this
         process lacks some of its fragments), or a Miss when something is cold."""
         reply = self.run(self._read_page, [token_key], [count, count + SLACK, _cursor(max_id), _cursor(min_id)])
-        answer = self.answer(reply, base)
+        answer = self.answer(reply.split("\n"), base)
         if isinstance(answer, Miss):
             return answer
         return RenderedPage(answer.token, answer.data, int(answer.next) if answer.next else None)
 
     def warm_read(self, read: str, script, token_key: str, args: list, base: str) -> Rendered | Miss:
-        """One of app.reads' scripts, answered (`read` names it in WARM_READS); a Redis
-        failure is a miss, since the long way still answers."""
+        """One of app.reads' scripts that answer media_reply, filled in."""
+        fields = self.script_fields(read, script, token_key, args)
+        return fields if isinstance(fields, Miss) else self.answer(fields, base, read)
+
+    def script_fields(self, read: str, script, token_key: str, args: list) -> list[str] | Miss:
+        """One of app.reads' scripts, run: its reply's lines, or the Miss it answered
+        (counted in WARM_READS under `read`). A Redis failure is a miss too, since
+        the long way still answers."""
         try:
             reply = self.run(script, [token_key], args)
         except RedisError:
             log.warning("warm read %s: Redis failed", read, exc_info=True)
             return Miss("redis", 0)
-        return self.answer(reply, base, read)
-
-    def answer(self, reply: str, base: str, read: str = "feed") -> Rendered | Miss:
-        """A warm read script's reply (WARM_LUA's media_reply, or a miss) as the
-        media objects it names, filled in; counted by how `read` was answered."""
-        def reads(path: str):
-            return FEED_READS.labels(path) if read == "feed" else WARM_READS.labels(read, path)
-
         fields = reply.split("\n")
-        if fields[0] != "ok":
-            _, why, since = fields
-            reads(f"miss:{why}").inc()
-            return Miss(why, int(since))
+        return _miss(fields, read) or fields
+
+    def answer(self, fields: list[str], base: str, read: str = "feed") -> Rendered | Miss:
+        """A warm read script's reply lines (WARM_LUA's media_reply, or a miss) as the
+        media objects it names, filled in; counted by how `read` was answered."""
+        miss = _miss(fields, read)
+        if miss is not None:
+            return miss
         _, token, next_cursor, likes, user_count, *rest = fields
         user_count = int(user_count)
         user_ids, hashes = rest[:user_count], rest[user_count:]
         fragments = self._fragments_for(hashes, base)
         if fragments is None:
-            reads("miss:fragments").inc()
+            _reads(read, "miss:fragments").inc()
             return Miss("fragments", self.feeds.clocks.now())
-        reads("rendered").inc()
+        _reads(read, "rendered").inc()
         users = {user_id: fragments[i][0] for i, user_id in enumerate(user_ids)}
         return Rendered(token, _fill_in(fragments[user_count:], likes, users), next_cursor)
 

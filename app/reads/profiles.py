@@ -186,15 +186,7 @@ if #ids > 0 then
   end
 end
 local reply = {'ok', token, more and ids[#ids] or '', '', #users}
-if #users > 0 then
-  local ukeys = {}
-  for i, id in ipairs(users) do ukeys[i] = '${RENDERED_USER}' .. id; reply[#reply + 1] = id end
-  local values = redis.call('MGET', unpack(ukeys))
-  for i = 1, #users do
-    if not values[i] or held(values[i]) then return miss('users') end
-    reply[#reply + 1] = values[i]
-  end
-end
+if not add_user_hashes(reply, users) then return miss('users') end
 for _, line in ipairs(lines) do reply[#reply + 1] = line end
 -- The newest page read: what the push badge counts starts again (activity.mark_seen).
 if max_id == '' and #ids > 0 then
@@ -266,16 +258,9 @@ class WarmProfiles:
         target = warm_id(user_id)
         if target is None:
             return Miss("id", 0)
-        try:
-            reply = self.rendered.run(self._read_relationship, [token_key], [target])
-        except RedisError:
-            log.warning("warm read relationship: Redis failed", exc_info=True)
-            return Miss("redis", 0)
-        fields = reply.split("\n")
-        if fields[0] != "ok":
-            _, why, since = fields
-            WARM_READS.labels("relationship", f"miss:{why}").inc()
-            return Miss(why, int(since))
+        fields = self.rendered.script_fields("relationship", self._read_relationship, token_key, [target])
+        if isinstance(fields, Miss):
+            return fields
         WARM_READS.labels("relationship", "rendered").inc()
         return Rendered(fields[1], fields[2], "")
 
@@ -315,16 +300,9 @@ class WarmProfiles:
         first = max_id is None
         args = [count, "" if first else f"{max_id:020d}", activity.CAP, "1" if first and not signed else "0",
                 activity.TTL_SECONDS]
-        try:
-            reply = self.rendered.run(self._read_activity, [token_key], args)
-        except RedisError:
-            log.warning("warm read activity: Redis failed", exc_info=True)
-            return Miss("redis", 0)
-        fields = reply.split("\n")
-        if fields[0] != "ok":
-            _, why, since = fields
-            WARM_READS.labels("activity", f"miss:{why}").inc()
-            return Miss(why, int(since))
+        fields = self.rendered.script_fields("activity", self._read_activity, token_key, args)
+        if isinstance(fields, Miss):
+            return fields
         _, token, next_cursor, seen, user_count, *rest = fields
         user_count = int(user_count)
         user_ids, lines = rest[:user_count], [line.split(" ") for line in rest[2 * user_count:]]

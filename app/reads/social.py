@@ -273,12 +273,7 @@ class WarmSocialLists:
             return Miss("width", 0)
         subject = "" if subject_id is None else str(subject_id)
         args = [subject, count, "" if cursor is None else str(cursor).zfill(ID_WIDTH)]  # compared as strings
-        try:
-            reply = self.rendered.run(self._scripts[read], [token_key], args)
-        except RedisError:  # the long way still answers
-            log.warning("warm read %s: Redis failed", read, exc_info=True)
-            return Miss("redis", 0)
-        return self.rendered.answer(reply, base, read)
+        return self.rendered.warm_read(read, self._scripts[read], token_key, args, base)
 
     # -- the long ways, and what the next read needs -------------------------------------
     def comments_page(self, session: Session, viewer_id: int, miss: Miss, photo: Photo, count: int,
